@@ -1,0 +1,3 @@
+pub mod manifest;
+pub mod profile;
+pub mod version;
