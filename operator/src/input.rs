@@ -11,7 +11,6 @@ use crate::setpath::{Segment, SetArg};
 
 const API_VERSION: &str = "install.meshctl.dev/v1alpha1";
 const KIND: &str = "MeshInstall";
-const TOP_LEVEL_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// One `-f` file's text and where it came from, for messages.
 #[derive(Debug, Clone)]
@@ -126,6 +125,19 @@ pub fn spec_schema() -> Value {
         .clone()
 }
 
+/// An overlay as typed: like a MeshInstall, but `metadata` may be left out.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // read only to check the file's shape
+struct OverlayDocument {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    #[serde(default)]
+    spec: mesh_crds::MeshInstallSpec,
+}
+
 struct ParsedOverlay {
     origin: String,
     doc: Value,
@@ -167,22 +179,9 @@ fn parse_overlay(overlay: &Overlay) -> Result<ParsedOverlay, InputError> {
             ),
         });
     }
-    if let Some(map) = doc.as_object() {
-        if let Some(extra) = map.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-            let line = line_of_key(&overlay.text, extra);
-            return Err(InputError::Parse {
-                origin,
-                line,
-                column: 1,
-                field: extra.clone(),
-                message: format!("unknown top-level field; a MeshInstall has {}", TOP_LEVEL_KEYS.join(", ")),
-            });
-        }
-    }
-
     // Typed check of this file alone, so a wrong field is reported with this file's line.
     let deserializer = serde_yaml_ng::Deserializer::from_str(&overlay.text);
-    if let Err(e) = serde_path_to_error::deserialize::<_, MeshInstall>(deserializer) {
+    if let Err(e) = serde_path_to_error::deserialize::<_, OverlayDocument>(deserializer) {
         return Err(parse_error(e.inner(), e.path().to_string()));
     }
     Ok(ParsedOverlay { origin, doc })
@@ -196,12 +195,6 @@ fn strip_location(message: &str) -> String {
         Some((prefix, rest)) if !prefix.contains(' ') => rest.to_owned(),
         _ => message.to_owned(),
     }
-}
-
-fn line_of_key(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| l.starts_with(&format!("{key}:")))
-        .map_or(0, |i| i + 1)
 }
 
 /// Names the MeshInstall after its revision and places it in the mesh namespace, dropping the
