@@ -43,6 +43,10 @@ impl InputArgs {
             sets.push(format!("revision={rev}"));
         }
         sets.extend(self.sets.iter().cloned());
-        Ok(InstallInput { profile, overlays, sets })
+        Ok(InstallInput {
+            profile,
+            overlays,
+            sets,
+        })
     }
 }

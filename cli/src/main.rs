@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meshctl", version, about = "Install, configure and inspect the meshctl service mesh")]
+#[command(
+    name = "meshctl",
+    version,
+    about = "Install, configure and inspect the meshctl service mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

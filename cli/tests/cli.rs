@@ -15,7 +15,12 @@ fn meshctl_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("meshctl starts");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("meshctl runs")
 }
 
@@ -34,7 +39,11 @@ fn profile_list_shows_each_profile_with_what_it_installs() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].starts_with("default ") && lines[0].contains("installs: base, controlPlane, ingressGateway/mesh-ingressgateway"));
+    assert!(
+        lines[0].starts_with("default ")
+            && lines[0]
+                .contains("installs: base, controlPlane, ingressGateway/mesh-ingressgateway")
+    );
     assert!(lines[1].starts_with("demo ") && lines[1].contains("addon/kiali"));
     assert!(lines[2].starts_with("minimal ") && lines[2].ends_with("installs: base, controlPlane"));
     assert!(lines[3].starts_with("empty ") && lines[3].ends_with("installs: nothing"));
@@ -49,11 +58,22 @@ fn profile_dump_prints_the_merged_meshinstall_as_yaml_or_json() {
     assert_eq!(yaml["spec"]["profile"], "demo");
     assert_eq!(yaml["spec"]["addons"]["kiali"]["enabled"], true);
 
-    let out = meshctl(&["profile", "dump", "minimal", "-o", "json", "--set", "hub=example.com/mesh"]);
+    let out = meshctl(&[
+        "profile",
+        "dump",
+        "minimal",
+        "-o",
+        "json",
+        "--set",
+        "hub=example.com/mesh",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(json["spec"]["hub"], "example.com/mesh");
-    assert_eq!(json["spec"]["components"]["ingressGateways"][0]["enabled"], false);
+    assert_eq!(
+        json["spec"]["components"]["ingressGateways"][0]["enabled"],
+        false
+    );
 }
 
 #[test]
@@ -70,9 +90,20 @@ fn profile_diff_lists_changed_paths() {
     let out = meshctl(&["profile", "diff", "default", "demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("~ addons.kiali.enabled: false -> true"), "{text}");
-    assert!(text.contains("~ components.egressGateways[name=mesh-egressgateway].enabled: false -> true"), "{text}");
-    assert!(text.contains("~ meshConfig.accessLogFile: \"\" -> \"/dev/stdout\""), "{text}");
+    assert!(
+        text.contains("~ addons.kiali.enabled: false -> true"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "~ components.egressGateways[name=mesh-egressgateway].enabled: false -> true"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ meshConfig.accessLogFile: \"\" -> \"/dev/stdout\""),
+        "{text}"
+    );
     let same = meshctl(&["profile", "diff", "demo", "demo"]);
     assert_eq!(stdout(&same), "profiles demo and demo are the same\n");
 }
@@ -88,7 +119,9 @@ fn manifest_generate_is_byte_identical_across_runs() {
         .map(|d| serde::Deserialize::deserialize(d).expect("each document parses"))
         .collect();
     assert_eq!(docs.len(), stdout(&a).matches("---\n").count());
-    assert!(docs.iter().all(|d| d["kind"].is_string() && d["metadata"]["name"].is_string()));
+    assert!(docs
+        .iter()
+        .all(|d| d["kind"].is_string() && d["metadata"]["name"].is_string()));
 }
 
 #[test]
@@ -123,7 +156,10 @@ fn manifest_generate_writes_one_file_per_component_and_removes_stale_ones() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["00-base.yaml", "10-control-plane.yaml", "notes.txt"]);
+    assert_eq!(
+        files,
+        ["00-base.yaml", "10-control-plane.yaml", "notes.txt"]
+    );
 }
 
 #[test]
@@ -137,10 +173,22 @@ fn bad_input_exits_1_with_nothing_on_stdout() {
     .expect("write");
     let bad = bad.to_str().expect("utf-8");
     for (args, message) in [
-        (vec!["manifest", "generate", "--profile", "prod"], "unknown profile \"prod\"; known profiles: default, demo, minimal, empty"),
-        (vec!["manifest", "generate", "-f", bad], "bad.yaml:5:20: field spec.meshConfig.enableTracing: invalid type"),
-        (vec!["manifest", "generate", "--set", "meshConfig.accesLogFile=x"], "did you mean meshConfig.accessLogFile"),
-        (vec!["manifest", "generate", "-f", "/nonexistent.yaml"], "cannot read /nonexistent.yaml"),
+        (
+            vec!["manifest", "generate", "--profile", "prod"],
+            "unknown profile \"prod\"; known profiles: default, demo, minimal, empty",
+        ),
+        (
+            vec!["manifest", "generate", "-f", bad],
+            "bad.yaml:5:20: field spec.meshConfig.enableTracing: invalid type",
+        ),
+        (
+            vec!["manifest", "generate", "--set", "meshConfig.accesLogFile=x"],
+            "did you mean meshConfig.accessLogFile",
+        ),
+        (
+            vec!["manifest", "generate", "-f", "/nonexistent.yaml"],
+            "cannot read /nonexistent.yaml",
+        ),
         (vec!["profile", "dump", "nope"], "unknown profile \"nope\""),
     ] {
         let out = meshctl(&args);

@@ -7,9 +7,19 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Added { path: String, value: Value },
-    Removed { path: String, value: Value },
-    Changed { path: String, from: Value, to: Value },
+    Added {
+        path: String,
+        value: Value,
+    },
+    Removed {
+        path: String,
+        value: Value,
+    },
+    Changed {
+        path: String,
+        from: Value,
+        to: Value,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -17,7 +27,9 @@ impl std::fmt::Display for Change {
         match self {
             Change::Added { path, value } => write!(f, "+ {path}: {}", compact(value)),
             Change::Removed { path, value } => write!(f, "- {path}: {}", compact(value)),
-            Change::Changed { path, from, to } => write!(f, "~ {path}: {} -> {}", compact(from), compact(to)),
+            Change::Changed { path, from, to } => {
+                write!(f, "~ {path}: {} -> {}", compact(from), compact(to))
+            }
         }
     }
 }
@@ -43,8 +55,14 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                 let child = join(path, key);
                 match (ma.get(key), mb.get(key)) {
                     (Some(va), Some(vb)) => walk(&child, va, vb, out),
-                    (Some(va), None) => out.push(Change::Removed { path: child, value: va.clone() }),
-                    (None, Some(vb)) => out.push(Change::Added { path: child, value: vb.clone() }),
+                    (Some(va), None) => out.push(Change::Removed {
+                        path: child,
+                        value: va.clone(),
+                    }),
+                    (None, Some(vb)) => out.push(Change::Added {
+                        path: child,
+                        value: vb.clone(),
+                    }),
                     (None, None) => {}
                 }
             }
@@ -61,8 +79,14 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                 let find = |l: &[Value]| l.iter().find(|v| name_of(v) == Some(name)).cloned();
                 match (find(la), find(lb)) {
                     (Some(va), Some(vb)) => walk(&child, &va, &vb, out),
-                    (Some(va), None) => out.push(Change::Removed { path: child, value: va }),
-                    (None, Some(vb)) => out.push(Change::Added { path: child, value: vb }),
+                    (Some(va), None) => out.push(Change::Removed {
+                        path: child,
+                        value: va,
+                    }),
+                    (None, Some(vb)) => out.push(Change::Added {
+                        path: child,
+                        value: vb,
+                    }),
                     (None, None) => {}
                 }
             }
@@ -100,7 +124,8 @@ mod tests {
 
     #[test]
     fn reports_added_removed_and_changed_leaves() {
-        let a = json!({"x": 1, "m": {"keep": true, "gone": "g"}, "gws": [{"name": "in", "on": true}]});
+        let a =
+            json!({"x": 1, "m": {"keep": true, "gone": "g"}, "gws": [{"name": "in", "on": true}]});
         let b = json!({"x": 2, "m": {"keep": true, "new": [1]}, "gws": [{"name": "in", "on": false}, {"name": "eg"}]});
         let lines: Vec<String> = diff(&a, &b).iter().map(ToString::to_string).collect();
         assert_eq!(

@@ -28,7 +28,9 @@ pub enum InputError {
     #[error("{origin}: expected a document of kind MeshInstall (apiVersion install.meshctl.dev/v1alpha1), found {found}")]
     WrongKind { origin: String, found: String },
 
-    #[error("{origin}: holds {count} YAML documents; an overlay file holds exactly one MeshInstall")]
+    #[error(
+        "{origin}: holds {count} YAML documents; an overlay file holds exactly one MeshInstall"
+    )]
     DocumentCount { origin: String, count: usize },
 
     #[error("--set {arg:?}: {reason}")]

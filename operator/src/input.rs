@@ -68,17 +68,22 @@ impl InstallInput {
         doc["spec"]["profile"] = Value::String(profile_name);
         finish_metadata(&mut doc);
 
-        let install: MeshInstall = serde_path_to_error::deserialize(&doc).map_err(|e| InputError::Invalid {
-            field: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
+        let install: MeshInstall =
+            serde_path_to_error::deserialize(&doc).map_err(|e| InputError::Invalid {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
         validate(&install)?;
         Ok(install)
     }
 
     /// The profile named by `--set profile=`, else by the last overlay that names one, else by
     /// `--profile`; two different explicit choices are refused rather than one silently winning.
-    fn choose_profile(&self, overlays: &[ParsedOverlay], sets: &[SetArg]) -> Result<String, InputError> {
+    fn choose_profile(
+        &self,
+        overlays: &[ParsedOverlay],
+        sets: &[SetArg],
+    ) -> Result<String, InputError> {
         let mut choices: Vec<(String, String)> = Vec::new();
         if let Some(flag) = &self.profile {
             choices.push(("--profile".to_owned(), flag.clone()));
@@ -174,7 +179,9 @@ fn parse_overlay(overlay: &Overlay) -> Result<ParsedOverlay, InputError> {
             origin,
             found: format!(
                 "apiVersion {:?}, kind {:?}",
-                doc.get("apiVersion").and_then(Value::as_str).unwrap_or("<none>"),
+                doc.get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<none>"),
                 doc.get("kind").and_then(Value::as_str).unwrap_or("<none>")
             ),
         });
@@ -200,17 +207,32 @@ fn strip_location(message: &str) -> String {
 /// Names the MeshInstall after its revision and places it in the mesh namespace, dropping the
 /// profile's own description.
 fn finish_metadata(doc: &mut Value) {
-    let revision = doc.pointer("/spec/revision").and_then(Value::as_str).unwrap_or("").to_owned();
-    let namespace = doc.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("mesh-system").to_owned();
+    let revision = doc
+        .pointer("/spec/revision")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let namespace = doc
+        .pointer("/spec/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("mesh-system")
+        .to_owned();
     let metadata = &mut doc["metadata"];
     if metadata.get("name").and_then(Value::as_str).is_none() {
-        let name = if revision.is_empty() { "default".to_owned() } else { revision };
+        let name = if revision.is_empty() {
+            "default".to_owned()
+        } else {
+            revision
+        };
         metadata["name"] = Value::String(name);
     }
     if metadata.get("namespace").and_then(Value::as_str).is_none() {
         metadata["namespace"] = Value::String(namespace);
     }
-    if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    {
         annotations.remove("install.meshctl.dev/description");
         if annotations.is_empty() {
             if let Some(m) = metadata.as_object_mut() {
@@ -235,19 +257,30 @@ fn validate(install: &MeshInstall) -> Result<(), InputError> {
     }
     let components = spec.components.clone().unwrap_or_default();
     for (field, gateways) in [
-        ("spec.components.ingressGateways", components.ingress_gateways.unwrap_or_default()),
-        ("spec.components.egressGateways", components.egress_gateways.unwrap_or_default()),
+        (
+            "spec.components.ingressGateways",
+            components.ingress_gateways.unwrap_or_default(),
+        ),
+        (
+            "spec.components.egressGateways",
+            components.egress_gateways.unwrap_or_default(),
+        ),
     ] {
         let mut seen = std::collections::BTreeSet::new();
         for (i, gw) in gateways.iter().enumerate() {
             check_dns_label(&gw.name).map_err(|m| invalid(&format!("{field}[{i}].name"), m))?;
             if !seen.insert(gw.name.clone()) {
-                return Err(invalid(&format!("{field}[{i}].name"), format!("{:?} is used by two gateways", gw.name)));
+                return Err(invalid(
+                    &format!("{field}[{i}].name"),
+                    format!("{:?} is used by two gateways", gw.name),
+                ));
             }
         }
     }
     let addons = spec.addons.clone().unwrap_or_default();
-    let on = |a: &Option<mesh_crds::meshinstall::AddonSpec>| a.as_ref().and_then(|a| a.enabled).unwrap_or(false);
+    let on = |a: &Option<mesh_crds::meshinstall::AddonSpec>| {
+        a.as_ref().and_then(|a| a.enabled).unwrap_or(false)
+    };
     if on(&addons.jaeger) && on(&addons.zipkin) {
         return Err(invalid(
             "spec.addons",
@@ -261,7 +294,9 @@ fn validate(install: &MeshInstall) -> Result<(), InputError> {
 fn check_dns_label(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if valid {

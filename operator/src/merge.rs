@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 pub fn merge(base: &mut Value, overlay: Value) {
     match (base, overlay) {
         (Value::Object(base), Value::Object(overlay)) => merge_maps(base, overlay),
-        (Value::Array(base), Value::Array(overlay)) if is_named_list(base) && is_named_list(&overlay) => {
+        (Value::Array(base), Value::Array(overlay))
+            if is_named_list(base) && is_named_list(&overlay) =>
+        {
             merge_named_lists(base, overlay)
         }
         (base, overlay) => *base = overlay,
@@ -69,7 +71,10 @@ mod tests {
     #[test]
     fn named_lists_merge_by_name_and_append_new_names() {
         let mut base = json!([{"name": "in", "enabled": true, "k": 1}, {"name": "other"}]);
-        merge(&mut base, json!([{"name": "in", "enabled": false}, {"name": "new"}]));
+        merge(
+            &mut base,
+            json!([{"name": "in", "enabled": false}, {"name": "new"}]),
+        );
         assert_eq!(
             base,
             json!([{"name": "in", "enabled": false, "k": 1}, {"name": "other"}, {"name": "new"}])

@@ -20,7 +20,10 @@ const DESCRIPTION_ANNOTATION: &str = "install.meshctl.dev/description";
 
 /// Names of the embedded profiles, in the order `profile list` shows them.
 pub fn names() -> Vec<String> {
-    EMBEDDED.iter().map(|(name, _)| (*name).to_owned()).collect()
+    EMBEDDED
+        .iter()
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
 }
 
 /// The profile's own document, before it is layered on the default profile.
@@ -76,7 +79,10 @@ mod tests {
         for name in names() {
             let doc = document(&name).expect("profile parses");
             assert_eq!(doc["spec"]["profile"], name.as_str());
-            assert!(!description(&name).expect("description").is_empty(), "{name}");
+            assert!(
+                !description(&name).expect("description").is_empty(),
+                "{name}"
+            );
         }
     }
 

@@ -81,7 +81,9 @@ impl SetArg {
                     let child_schema = self.item_schema(&schema, &walked)?;
                     walked.push_str(&format!("[{key}={value}]"));
                     let list = self.as_array(node, &walked)?;
-                    let position = list.iter().position(|item| scalar_text(item.get(key)) == Some(value.clone()));
+                    let position = list
+                        .iter()
+                        .position(|item| scalar_text(item.get(key)) == Some(value.clone()));
                     let position = match position {
                         Some(p) => p,
                         None => {
@@ -97,11 +99,17 @@ impl SetArg {
             schema = child_schema;
             node = next;
         }
-        *node = typed_value(&self.value, &schema).map_err(|reason| self.value_error(&walked, reason))?;
+        *node = typed_value(&self.value, &schema)
+            .map_err(|reason| self.value_error(&walked, reason))?;
         Ok(())
     }
 
-    fn property_schema(&self, schema: &Value, key: &str, walked: &str) -> Result<Value, InputError> {
+    fn property_schema(
+        &self,
+        schema: &Value,
+        key: &str,
+        walked: &str,
+    ) -> Result<Value, InputError> {
         if is_free_form(schema) {
             return Ok(free_form());
         }
@@ -138,11 +146,18 @@ impl SetArg {
         }
         match schema.get("items") {
             Some(items) if schema_type(schema) == Some("array") => Ok(items.clone()),
-            _ => Err(self.value_error(walked, "is not a list; remove the [...] selector".to_owned())),
+            _ => Err(self.value_error(
+                walked,
+                "is not a list; remove the [...] selector".to_owned(),
+            )),
         }
     }
 
-    fn as_object<'v>(&self, node: &'v mut Value, walked: &str) -> Result<&'v mut Map<String, Value>, InputError> {
+    fn as_object<'v>(
+        &self,
+        node: &'v mut Value,
+        walked: &str,
+    ) -> Result<&'v mut Map<String, Value>, InputError> {
         if node.is_null() {
             *node = Value::Object(Map::new());
         }
@@ -151,7 +166,11 @@ impl SetArg {
             .ok_or_else(|| self.value_error(parent_of(walked), format!("is {kind}, not an object")))
     }
 
-    fn as_array<'v>(&self, node: &'v mut Value, walked: &str) -> Result<&'v mut Vec<Value>, InputError> {
+    fn as_array<'v>(
+        &self,
+        node: &'v mut Value,
+        walked: &str,
+    ) -> Result<&'v mut Vec<Value>, InputError> {
         if node.is_null() {
             *node = Value::Array(Vec::new());
         }
@@ -269,9 +288,9 @@ fn parse_selector(selector: &str) -> Result<Segment, String> {
     if let Ok(index) = selector.parse::<usize>() {
         return Ok(Segment::Index(index));
     }
-    let (key, value) = selector
-        .split_once(['=', ':'])
-        .ok_or_else(|| format!("[{selector}] is neither an index [N] nor a key selector [key=value]"))?;
+    let (key, value) = selector.split_once(['=', ':']).ok_or_else(|| {
+        format!("[{selector}] is neither an index [N] nor a key selector [key=value]")
+    })?;
     if key.trim().is_empty() {
         return Err(format!("[{selector}] has no key before the ="));
     }
@@ -333,13 +352,18 @@ fn nearest_keys(wanted: &str, known: &[&String]) -> Vec<String> {
 /// Reads the text after `=` as the type the schema gives the field.
 fn typed_value(raw: &str, schema: &Value) -> Result<Value, String> {
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
-        return Ok(raw.parse::<i64>().map_or_else(|_| Value::String(raw.to_owned()), Value::from));
+        return Ok(raw
+            .parse::<i64>()
+            .map_or_else(|_| Value::String(raw.to_owned()), Value::from));
     }
     match schema_type(schema) {
         Some("string") => {
             if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
                 if !allowed.iter().any(|a| a.as_str() == Some(raw)) {
-                    let names: Vec<String> = allowed.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+                    let names: Vec<String> = allowed
+                        .iter()
+                        .filter_map(|a| a.as_str().map(str::to_owned))
+                        .collect();
                     return Err(format!("must be one of {}, not {raw:?}", names.join(", ")));
                 }
             }
@@ -378,7 +402,9 @@ fn typed_value(raw: &str, schema: &Value) -> Result<Value, String> {
             if parsed.is_object() {
                 Ok(parsed)
             } else {
-                Err(format!("is an object; give it as {{key: value}}, not {raw:?}"))
+                Err(format!(
+                    "is an object; give it as {{key: value}}, not {raw:?}"
+                ))
             }
         }
         _ => parse_yaml(raw),
@@ -403,20 +429,26 @@ mod tests {
 
     #[test]
     fn parses_keys_indexes_selectors_and_escaped_dots() {
-        let arg = SetArg::parse(r"components.ingressGateways[name=gw].k8s.podAnnotations.a\.b/c=x=y").expect("parses");
+        let arg =
+            SetArg::parse(r"components.ingressGateways[name=gw].k8s.podAnnotations.a\.b/c=x=y")
+                .expect("parses");
         assert_eq!(
             arg.path,
             vec![
                 Segment::Key("components".into()),
                 Segment::Key("ingressGateways".into()),
-                Segment::Select { key: "name".into(), value: "gw".into() },
+                Segment::Select {
+                    key: "name".into(),
+                    value: "gw".into()
+                },
                 Segment::Key("k8s".into()),
                 Segment::Key("podAnnotations".into()),
                 Segment::Key("a.b/c".into()),
             ]
         );
         assert_eq!(arg.value, "x=y");
-        let istio_style = SetArg::parse("spec.components.ingressGateways.[0].enabled=false").expect("parses");
+        let istio_style =
+            SetArg::parse("spec.components.ingressGateways.[0].enabled=false").expect("parses");
         assert_eq!(istio_style.path[2], Segment::Index(0));
         assert_eq!(istio_style.path[0], Segment::Key("components".into()));
     }
@@ -448,17 +480,31 @@ mod tests {
         assert_eq!(spec["tag"], json!("1.20"));
         assert_eq!(spec["meshConfig"]["traceSampling"], json!(50));
         assert_eq!(spec["meshConfig"]["enableTracing"], json!(false));
-        assert_eq!(spec["components"]["controlPlane"]["k8s"]["replicaCount"], json!(3));
-        assert_eq!(spec["meshConfig"]["trustDomainAliases"], json!(["a.local", "b.local"]));
+        assert_eq!(
+            spec["components"]["controlPlane"]["k8s"]["replicaCount"],
+            json!(3)
+        );
+        assert_eq!(
+            spec["meshConfig"]["trustDomainAliases"],
+            json!(["a.local", "b.local"])
+        );
         assert_eq!(spec["values"]["anything"]["goes"], json!(true));
     }
 
     #[test]
     fn list_items_are_found_by_key_or_created() {
         let mut spec = json!({"components": {"ingressGateways": [{"name": "a", "enabled": true}]}});
-        set(&mut spec, "components.ingressGateways[name=a].enabled=false").expect("existing");
+        set(
+            &mut spec,
+            "components.ingressGateways[name=a].enabled=false",
+        )
+        .expect("existing");
         set(&mut spec, "components.ingressGateways[name:b].enabled=true").expect("new");
-        set(&mut spec, "components.ingressGateways[0].k8s.replicaCount=2").expect("index");
+        set(
+            &mut spec,
+            "components.ingressGateways[0].k8s.replicaCount=2",
+        )
+        .expect("index");
         assert_eq!(
             spec["components"]["ingressGateways"],
             json!([
@@ -466,33 +512,59 @@ mod tests {
                 {"name": "b", "enabled": true}
             ])
         );
-        let err = set(&mut spec, "components.ingressGateways[5].enabled=true").expect_err("range").to_string();
-        assert!(err.contains("components.ingressGateways[5] is out of range: the list has 2 items"), "{err}");
+        let err = set(&mut spec, "components.ingressGateways[5].enabled=true")
+            .expect_err("range")
+            .to_string();
+        assert!(
+            err.contains("components.ingressGateways[5] is out of range: the list has 2 items"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_paths_name_the_nearest_valid_keys() {
         let mut spec = json!({});
-        let err = set(&mut spec, "meshConfig.accesLogFile=/dev/stdout").expect_err("typo").to_string();
+        let err = set(&mut spec, "meshConfig.accesLogFile=/dev/stdout")
+            .expect_err("typo")
+            .to_string();
         assert_eq!(
             err,
             "--set \"meshConfig.accesLogFile=/dev/stdout\": meshConfig.accesLogFile does not exist; did you mean meshConfig.accessLogFile, meshConfig.accessLogFormat, meshConfig.accessLogEncoding?"
         );
-        let err = set(&mut spec, "components.pilot.enabled=true").expect_err("istio name").to_string();
+        let err = set(&mut spec, "components.pilot.enabled=true")
+            .expect_err("istio name")
+            .to_string();
         assert!(err.contains("components.pilot does not exist"), "{err}");
-        assert!(err.contains("components.controlPlane") || err.contains("components.base"), "{err}");
+        assert!(
+            err.contains("components.controlPlane") || err.contains("components.base"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_types_are_refused_with_the_expected_type() {
         let mut spec = json!({});
-        let err = set(&mut spec, "meshConfig.enableTracing=yes").expect_err("bool").to_string();
-        assert!(err.contains("meshConfig.enableTracing is a boolean: use true or false"), "{err}");
-        let err = set(&mut spec, "components.controlPlane.k8s.replicaCount=two").expect_err("int").to_string();
+        let err = set(&mut spec, "meshConfig.enableTracing=yes")
+            .expect_err("bool")
+            .to_string();
+        assert!(
+            err.contains("meshConfig.enableTracing is a boolean: use true or false"),
+            "{err}"
+        );
+        let err = set(&mut spec, "components.controlPlane.k8s.replicaCount=two")
+            .expect_err("int")
+            .to_string();
         assert!(err.contains("is an integer"), "{err}");
-        let err = set(&mut spec, "meshConfig.outboundTrafficPolicy.mode=OPEN").expect_err("enum").to_string();
-        assert!(err.contains("must be one of ALLOW_ANY, REGISTRY_ONLY"), "{err}");
-        let err = set(&mut spec, "meshConfig[0]=x").expect_err("not a list").to_string();
+        let err = set(&mut spec, "meshConfig.outboundTrafficPolicy.mode=OPEN")
+            .expect_err("enum")
+            .to_string();
+        assert!(
+            err.contains("must be one of ALLOW_ANY, REGISTRY_ONLY"),
+            "{err}"
+        );
+        let err = set(&mut spec, "meshConfig[0]=x")
+            .expect_err("not a list")
+            .to_string();
         assert!(err.contains("is not a list"), "{err}");
     }
 }

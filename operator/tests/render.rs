@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use mesh_operator::render::{self, Manifest, LABEL_COMPONENT, LABEL_OWNER_NAME, LABEL_OWNER_NAMESPACE};
+use mesh_operator::render::{
+    self, Manifest, LABEL_COMPONENT, LABEL_OWNER_NAME, LABEL_OWNER_NAMESPACE,
+};
 use mesh_operator::InstallInput;
 use serde_json::Value;
 
@@ -54,10 +56,16 @@ const CONTROL_PLANE: &[&str] = &[
 ];
 
 fn gateway(name: &str) -> Vec<String> {
-    ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"]
-        .iter()
-        .map(|kind| format!("{kind} mesh-system/{name}"))
-        .collect()
+    [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+    ]
+    .iter()
+    .map(|kind| format!("{kind} mesh-system/{name}"))
+    .collect()
 }
 
 #[test]
@@ -105,12 +113,19 @@ fn demo_profile_adds_egress_and_the_addons() {
     let rendered = render_profile("demo", &[]);
     assert_eq!(names(&rendered), expected);
 
-    let mesh = rendered.iter().find(|m| m.display_name() == "ConfigMap mesh-system/mesh").expect("mesh config");
-    let mesh: Value = serde_yaml_ng::from_str(mesh.object["data"]["mesh"].as_str().expect("text")).expect("yaml");
+    let mesh = rendered
+        .iter()
+        .find(|m| m.display_name() == "ConfigMap mesh-system/mesh")
+        .expect("mesh config");
+    let mesh: Value =
+        serde_yaml_ng::from_str(mesh.object["data"]["mesh"].as_str().expect("text")).expect("yaml");
     assert_eq!(mesh["accessLogFile"], "/dev/stdout");
     assert_eq!(mesh["traceSampling"], 100.0);
     assert_eq!(mesh["tracingCollector"], "zipkin.mesh-system.svc:9411");
-    assert_eq!(mesh["defaultConfig"]["discoveryAddress"], "meshd.mesh-system.svc:15012");
+    assert_eq!(
+        mesh["defaultConfig"]["discoveryAddress"],
+        "meshd.mesh-system.svc:15012"
+    );
 }
 
 #[test]
@@ -124,9 +139,22 @@ fn every_object_carries_the_owner_component_and_version_labels() {
         for m in render_profile(profile, &[]) {
             let labels = &m.object["metadata"]["labels"];
             assert_eq!(labels[LABEL_OWNER_NAME], "default", "{}", m.display_name());
-            assert_eq!(labels[LABEL_OWNER_NAMESPACE], "mesh-system", "{}", m.display_name());
-            assert_eq!(labels[LABEL_COMPONENT], m.component.label(), "{}", m.display_name());
-            assert_eq!(labels["install.meshctl.dev/version"], mesh_operator::VERSION);
+            assert_eq!(
+                labels[LABEL_OWNER_NAMESPACE],
+                "mesh-system",
+                "{}",
+                m.display_name()
+            );
+            assert_eq!(
+                labels[LABEL_COMPONENT],
+                m.component.label(),
+                "{}",
+                m.display_name()
+            );
+            assert_eq!(
+                labels["install.meshctl.dev/version"],
+                mesh_operator::VERSION
+            );
             assert_eq!(labels["app.kubernetes.io/managed-by"], "meshctl");
         }
     }
@@ -136,16 +164,33 @@ fn every_object_carries_the_owner_component_and_version_labels() {
 fn objects_come_in_apply_order() {
     let rendered = render_profile("demo", &[]);
     let position = |pred: &dyn Fn(&Manifest) -> bool| rendered.iter().position(pred);
-    let last_crd = rendered.iter().rposition(|m| m.kind() == "CustomResourceDefinition").expect("crds");
+    let last_crd = rendered
+        .iter()
+        .rposition(|m| m.kind() == "CustomResourceDefinition")
+        .expect("crds");
     let namespace = position(&|m| m.kind() == "Namespace").expect("namespace");
     let first_namespaced = position(&|m| m.namespace().is_some()).expect("namespaced");
     let first_workload = position(&|m| m.kind() == "Deployment").expect("deployment");
-    let last_config = rendered.iter().rposition(|m| m.kind() == "ConfigMap" || m.kind() == "ServiceAccount").expect("config");
+    let last_config = rendered
+        .iter()
+        .rposition(|m| m.kind() == "ConfigMap" || m.kind() == "ServiceAccount")
+        .expect("config");
     let first_webhook = position(&|m| m.kind().ends_with("WebhookConfiguration")).expect("webhook");
     assert!(last_crd < namespace, "CRDs before the namespace");
-    assert!(namespace < first_namespaced, "namespace before what lives in it");
-    assert!(last_config < first_workload, "config and accounts before workloads");
-    assert!(rendered[first_webhook..].iter().all(|m| m.kind().ends_with("WebhookConfiguration")), "webhooks last");
+    assert!(
+        namespace < first_namespaced,
+        "namespace before what lives in it"
+    );
+    assert!(
+        last_config < first_workload,
+        "config and accounts before workloads"
+    );
+    assert!(
+        rendered[first_webhook..]
+            .iter()
+            .all(|m| m.kind().ends_with("WebhookConfiguration")),
+        "webhooks last"
+    );
 }
 
 #[test]
@@ -153,19 +198,32 @@ fn rendering_is_deterministic() {
     let a = render::to_yaml(&render_profile("demo", &["values.x.y=1"])).expect("yaml");
     let b = render::to_yaml(&render_profile("demo", &["values.x.y=1"])).expect("yaml");
     assert_eq!(a, b);
-    assert!(a.starts_with("---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"));
+    assert!(
+        a.starts_with("---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n")
+    );
 }
 
 #[test]
 fn a_revision_renames_the_control_plane_and_scopes_its_webhooks() {
     let rendered = render_profile("minimal", &["revision=canary"]);
     let names = names(&rendered);
-    assert!(names.contains("Deployment mesh-system/meshd-canary"), "{names:?}");
+    assert!(
+        names.contains("Deployment mesh-system/meshd-canary"),
+        "{names:?}"
+    );
     assert!(names.contains("ConfigMap mesh-system/mesh-canary"));
-    assert!(names.contains("MutatingWebhookConfiguration meshd-sidecar-injector-canary-mesh-system"));
-    let hook = rendered.iter().find(|m| m.kind() == "MutatingWebhookConfiguration").expect("hook");
+    assert!(
+        names.contains("MutatingWebhookConfiguration meshd-sidecar-injector-canary-mesh-system")
+    );
+    let hook = rendered
+        .iter()
+        .find(|m| m.kind() == "MutatingWebhookConfiguration")
+        .expect("hook");
     let text = hook.object.to_string();
-    assert!(text.contains(r#"{"key":"istio.io/rev","operator":"In","values":["canary"]}"#), "{text}");
+    assert!(
+        text.contains(r#"{"key":"istio.io/rev","operator":"In","values":["canary"]}"#),
+        "{text}"
+    );
     for m in &rendered {
         assert_eq!(m.object["metadata"]["labels"]["istio.io/rev"], "canary");
         assert_eq!(m.object["metadata"]["labels"][LABEL_OWNER_NAME], "canary");
@@ -184,22 +242,44 @@ fn k8s_settings_reach_the_workload() {
             "addons.grafana.image=example.com/grafana:1",
         ],
     );
-    let find = |name: &str| rendered.iter().find(|m| m.display_name() == name).expect(name).object.clone();
+    let find = |name: &str| {
+        rendered
+            .iter()
+            .find(|m| m.display_name() == name)
+            .expect(name)
+            .object
+            .clone()
+    };
     let meshd = find("Deployment mesh-system/meshd");
     assert_eq!(meshd["spec"]["replicas"], 3);
-    assert_eq!(meshd["spec"]["template"]["spec"]["nodeSelector"]["disk"], "ssd");
-    let env = meshd["spec"]["template"]["spec"]["containers"][0]["env"].as_array().expect("env").clone();
-    assert!(env.iter().any(|e| e["name"] == "LOG_LEVEL" && e["value"] == "debug"));
-    assert_eq!(find("Service mesh-system/mesh-ingressgateway")["spec"]["type"], "NodePort");
     assert_eq!(
-        find("Deployment mesh-system/grafana")["spec"]["template"]["spec"]["containers"][0]["image"],
+        meshd["spec"]["template"]["spec"]["nodeSelector"]["disk"],
+        "ssd"
+    );
+    let env = meshd["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "LOG_LEVEL" && e["value"] == "debug"));
+    assert_eq!(
+        find("Service mesh-system/mesh-ingressgateway")["spec"]["type"],
+        "NodePort"
+    );
+    assert_eq!(
+        find("Deployment mesh-system/grafana")["spec"]["template"]["spec"]["containers"][0]
+            ["image"],
         "example.com/grafana:1"
     );
 }
 
 #[test]
 fn disabling_a_gateway_removes_all_its_objects() {
-    let rendered = render_profile("demo", &["components.egressGateways[name=mesh-egressgateway].enabled=false"]);
+    let rendered = render_profile(
+        "demo",
+        &["components.egressGateways[name=mesh-egressgateway].enabled=false"],
+    );
     assert!(rendered.iter().all(|m| !m.name().contains("egressgateway")));
 }
 
@@ -207,18 +287,22 @@ fn disabling_a_gateway_removes_all_its_objects() {
 /// dropped on the way, and the comparison fails.
 #[test]
 fn every_object_is_a_valid_instance_of_its_kind() {
-    use k8s_openapi::api::{apps, autoscaling, core, policy, rbac};
     use k8s_openapi::api::admissionregistration::v1 as admission;
+    use k8s_openapi::api::{apps, autoscaling, core, policy, rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
     fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> Value {
-        let typed: T = serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("{e}: {object}"));
+        let typed: T =
+            serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("{e}: {object}"));
         serde_json::to_value(typed).expect("serialize")
     }
 
     let mut kinds = BTreeSet::new();
     for profile in ["default", "demo"] {
-        for m in render_profile(profile, &["addons.zipkin.enabled=true", "addons.jaeger.enabled=false"]) {
+        for m in render_profile(
+            profile,
+            &["addons.zipkin.enabled=true", "addons.jaeger.enabled=false"],
+        ) {
             let o = &m.object;
             let back = match m.kind() {
                 "CustomResourceDefinition" => roundtrip::<CustomResourceDefinition>(o),
@@ -231,13 +315,24 @@ fn every_object_is_a_valid_instance_of_its_kind() {
                 "Role" => roundtrip::<rbac::v1::Role>(o),
                 "RoleBinding" => roundtrip::<rbac::v1::RoleBinding>(o),
                 "Deployment" => roundtrip::<apps::v1::Deployment>(o),
-                "HorizontalPodAutoscaler" => roundtrip::<autoscaling::v2::HorizontalPodAutoscaler>(o),
+                "HorizontalPodAutoscaler" => {
+                    roundtrip::<autoscaling::v2::HorizontalPodAutoscaler>(o)
+                }
                 "PodDisruptionBudget" => roundtrip::<policy::v1::PodDisruptionBudget>(o),
-                "MutatingWebhookConfiguration" => roundtrip::<admission::MutatingWebhookConfiguration>(o),
-                "ValidatingWebhookConfiguration" => roundtrip::<admission::ValidatingWebhookConfiguration>(o),
+                "MutatingWebhookConfiguration" => {
+                    roundtrip::<admission::MutatingWebhookConfiguration>(o)
+                }
+                "ValidatingWebhookConfiguration" => {
+                    roundtrip::<admission::ValidatingWebhookConfiguration>(o)
+                }
                 other => panic!("no type check for kind {other}"),
             };
-            assert_eq!(sorted(&back), sorted(o), "{} changed on a round trip through its type", m.display_name());
+            assert_eq!(
+                sorted(&back),
+                sorted(o),
+                "{} changed on a round trip through its type",
+                m.display_name()
+            );
             kinds.insert(m.kind().to_owned());
         }
     }
@@ -250,7 +345,11 @@ fn sorted(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
         other => other.clone(),
@@ -266,7 +365,11 @@ fn rbac_has_no_wildcards() {
         for rule in m.object["rules"].as_array().expect("rules") {
             for field in ["apiGroups", "resources", "verbs"] {
                 let values = rule[field].as_array().cloned().unwrap_or_default();
-                assert!(!values.iter().any(|v| v == "*"), "{} has a wildcard in {field}", m.display_name());
+                assert!(
+                    !values.iter().any(|v| v == "*"),
+                    "{} has a wildcard in {field}",
+                    m.display_name()
+                );
             }
         }
     }

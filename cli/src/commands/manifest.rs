@@ -52,7 +52,8 @@ fn write_dir(dir: &Path, manifests: &[render::Manifest]) -> anyhow::Result<()> {
     let mut staged = Vec::new();
     for (name, objects) in &files {
         let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, render::to_yaml(objects)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, render::to_yaml(objects)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         staged.push((tmp, dir.join(name)));
     }
     for (tmp, path) in &staged {
@@ -63,11 +64,16 @@ fn write_dir(dir: &Path, manifests: &[render::Manifest]) -> anyhow::Result<()> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_component_file(&name) && !current.contains(&&name) {
-            std::fs::remove_file(entry.path()).with_context(|| format!("cannot remove stale {}", entry.path().display()))?;
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove stale {}", entry.path().display()))?;
         }
     }
     for (name, objects) in &files {
-        eprintln!("wrote {} ({} objects)", dir.join(name).display(), objects.len());
+        eprintln!(
+            "wrote {} ({} objects)",
+            dir.join(name).display(),
+            objects.len()
+        );
     }
     Ok(())
 }
@@ -82,7 +88,13 @@ fn is_component_file(name: &str) -> bool {
         && bytes[0].is_ascii_digit()
         && bytes[1].is_ascii_digit()
         && bytes[2] == b'-'
-        && ["base", "control-plane", "ingress-gateway-", "egress-gateway-", "addon-"]
-            .iter()
-            .any(|p| rest[3..].starts_with(p))
+        && [
+            "base",
+            "control-plane",
+            "ingress-gateway-",
+            "egress-gateway-",
+            "addon-",
+        ]
+        .iter()
+        .any(|p| rest[3..].starts_with(p))
 }

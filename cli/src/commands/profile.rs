@@ -50,10 +50,18 @@ fn list() -> anyhow::Result<()> {
             ..Default::default()
         }
         .resolve()?;
-        let components: std::collections::BTreeSet<_> = render(&install).into_iter().map(|m| m.component).collect();
+        let components: std::collections::BTreeSet<_> =
+            render(&install).into_iter().map(|m| m.component).collect();
         let parts: Vec<String> = components.iter().map(|c| c.status_key()).collect();
-        let installs = if parts.is_empty() { "nothing".to_owned() } else { parts.join(", ") };
-        println!("{name:<width$}  {} — installs: {installs}", profile::description(&name)?);
+        let installs = if parts.is_empty() {
+            "nothing".to_owned()
+        } else {
+            parts.join(", ")
+        };
+        println!(
+            "{name:<width$}  {} — installs: {installs}",
+            profile::description(&name)?
+        );
     }
     Ok(())
 }
@@ -71,7 +79,8 @@ fn diff(from: &str, to: &str) -> anyhow::Result<()> {
             ..Default::default()
         }
         .resolve()?;
-        serde_json::to_value(&install.spec).with_context(|| format!("cannot compare profile {name}"))
+        serde_json::to_value(&install.spec)
+            .with_context(|| format!("cannot compare profile {name}"))
     };
     let changes = mesh_operator::diff::diff(&resolve(from)?, &resolve(to)?);
     if changes.is_empty() {

@@ -71,7 +71,10 @@ fn workload_objects(ctx: &Context, addon: Addon) -> Vec<Value> {
 }
 
 fn image(spec: &AddonSpec, pinned: &str) -> String {
-    spec.image.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| pinned.to_owned())
+    spec.image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| pinned.to_owned())
 }
 
 /// Add-on containers may write to their own filesystem, but get no privilege.
@@ -99,7 +102,11 @@ fn prometheus(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Val
             None,
             component,
             vec![
-                rule(&[""], &["nodes", "nodes/metrics", "services", "endpoints", "pods"], &read),
+                rule(
+                    &[""],
+                    &["nodes", "nodes/metrics", "services", "endpoints", "pods"],
+                    &read,
+                ),
                 rule(&["discovery.k8s.io"], &["endpointslices"], &read),
                 json!({"nonResourceURLs": ["/metrics"], "verbs": ["get"]}),
             ],
@@ -113,7 +120,13 @@ fn prometheus(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Val
             "ClusterRole",
             (name, &ctx.namespace),
         ),
-        workload::config_map(ctx, name, &ctx.namespace, component, vec![("prometheus.yml", prometheus_config(ctx))]),
+        workload::config_map(
+            ctx,
+            name,
+            &ctx.namespace,
+            component,
+            vec![("prometheus.yml", prometheus_config(ctx))],
+        ),
     ];
     objects.extend(workload_objects(
         ctx,
@@ -217,7 +230,10 @@ fn grafana(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Value>
         name,
         &ctx.namespace,
         component,
-        vec![("datasources.yaml", serde_yaml_ng::to_string(&datasources).unwrap_or_default())],
+        vec![(
+            "datasources.yaml",
+            serde_yaml_ng::to_string(&datasources).unwrap_or_default(),
+        )],
     )];
     let env = [
         ("GF_PATHS_DATA", "/var/lib/grafana"),
@@ -284,38 +300,85 @@ fn kiali(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Value> {
     let rules = vec![
         rule(
             &[""],
-            &["configmaps", "endpoints", "namespaces", "nodes", "pods", "pods/log", "replicationcontrollers", "services"],
+            &[
+                "configmaps",
+                "endpoints",
+                "namespaces",
+                "nodes",
+                "pods",
+                "pods/log",
+                "replicationcontrollers",
+                "services",
+            ],
             &read,
         ),
         rule(&[""], &["pods/portforward"], &["create", "post"]),
-        rule(&["apps"], &["deployments", "replicasets", "statefulsets", "daemonsets"], &read),
+        rule(
+            &["apps"],
+            &["deployments", "replicasets", "statefulsets", "daemonsets"],
+            &read,
+        ),
         rule(&["batch"], &["jobs", "cronjobs"], &read),
         rule(&["autoscaling"], &["horizontalpodautoscalers"], &read),
         rule(&["discovery.k8s.io"], &["endpointslices"], &read),
-        rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], &read),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "networkpolicies"],
+            &read,
+        ),
         rule(
             &["networking.istio.io"],
-            &["virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars", "workloadentries"],
+            &[
+                "virtualservices",
+                "destinationrules",
+                "gateways",
+                "serviceentries",
+                "sidecars",
+                "workloadentries",
+            ],
             &read,
         ),
         rule(
             &["security.istio.io"],
-            &["peerauthentications", "authorizationpolicies", "requestauthentications"],
+            &[
+                "peerauthentications",
+                "authorizationpolicies",
+                "requestauthentications",
+            ],
             &read,
         ),
-        rule(&["admissionregistration.k8s.io"], &["mutatingwebhookconfigurations"], &read),
+        rule(
+            &["admissionregistration.k8s.io"],
+            &["mutatingwebhookconfigurations"],
+            &read,
+        ),
         rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-        rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "subjectaccessreviews"], &["create"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["selfsubjectaccessreviews", "subjectaccessreviews"],
+            &["create"],
+        ),
     ];
     let mut objects = vec![
         workload::role(ctx, "ClusterRole", &role_name, None, component, rules),
-        workload::binding(ctx, "ClusterRoleBinding", &role_name, None, component, "ClusterRole", (name, &ctx.namespace)),
+        workload::binding(
+            ctx,
+            "ClusterRoleBinding",
+            &role_name,
+            None,
+            component,
+            "ClusterRole",
+            (name, &ctx.namespace),
+        ),
         workload::config_map(
             ctx,
             name,
             &ctx.namespace,
             component,
-            vec![("config.yaml", serde_yaml_ng::to_string(&config).unwrap_or_default())],
+            vec![(
+                "config.yaml",
+                serde_yaml_ng::to_string(&config).unwrap_or_default(),
+            )],
         ),
     ];
     objects.extend(workload_objects(
@@ -380,13 +443,29 @@ fn jaeger(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Value> 
             ports: vec![port("http-query", 16686, 16686)],
         },
     );
-    objects.push(tracing_service(ctx, component, "tracing", vec![port("http-query", 80, 16686)], name));
-    objects.push(tracing_service(ctx, component, "zipkin", vec![port("http-query", 9411, 9411)], name));
+    objects.push(tracing_service(
+        ctx,
+        component,
+        "tracing",
+        vec![port("http-query", 80, 16686)],
+        name,
+    ));
+    objects.push(tracing_service(
+        ctx,
+        component,
+        "zipkin",
+        vec![port("http-query", 9411, 9411)],
+        name,
+    ));
     objects.push(tracing_service(
         ctx,
         component,
         "jaeger-collector",
-        vec![port("grpc-otel", 4317, 4317), port("http-otel", 4318, 4318), port("http-zipkin", 9411, 9411)],
+        vec![
+            port("grpc-otel", 4317, 4317),
+            port("http-otel", 4318, 4318),
+            port("http-zipkin", 9411, 9411),
+        ],
         name,
     ));
     objects
@@ -414,12 +493,24 @@ fn zipkin(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Value> 
             ports: vec![port("http-query", 9411, 9411)],
         },
     );
-    objects.push(tracing_service(ctx, component, "tracing", vec![port("http-query", 80, 9411)], name));
+    objects.push(tracing_service(
+        ctx,
+        component,
+        "tracing",
+        vec![port("http-query", 80, 9411)],
+        name,
+    ));
     objects
 }
 
 /// An extra Service name in front of a tracing add-on's pods.
-fn tracing_service(ctx: &Context, component: &Component, service: &str, ports: Vec<ServicePortSettings>, app: &str) -> Value {
+fn tracing_service(
+    ctx: &Context,
+    component: &Component,
+    service: &str,
+    ports: Vec<ServicePortSettings>,
+    app: &str,
+) -> Value {
     let settings = Default::default();
     let w = Workload {
         name: service,

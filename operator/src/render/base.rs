@@ -22,7 +22,10 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
     }
     for crd in mesh_crds::istio::crds() {
         let mut object = serde_json::to_value(&crd).unwrap_or(Value::Null);
-        let labels = object["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        let labels = object["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let mut merged = ctx.labels(&component);
         merged.extend(labels);
         sort_map(&mut merged);

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use mesh_crds::meshinstall::{AddonSpec, ComponentSpec, Components, GatewaySpec, KubernetesSettings, MeshConfig};
+use mesh_crds::meshinstall::{
+    AddonSpec, ComponentSpec, Components, GatewaySpec, KubernetesSettings, MeshConfig,
+};
 use mesh_crds::MeshInstall;
 
 use super::Component;
@@ -33,7 +35,11 @@ pub struct Context {
 impl Context {
     pub fn new(install: &MeshInstall) -> Context {
         let spec = &install.spec;
-        let namespace = spec.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "mesh-system".to_owned());
+        let namespace = spec
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "mesh-system".to_owned());
         let addons = spec.addons.clone().unwrap_or_default();
         let mut addon_map = BTreeMap::new();
         for (name, addon) in [
@@ -48,12 +54,28 @@ impl Context {
             }
         }
         Context {
-            owner_name: install.metadata.name.clone().unwrap_or_else(|| "default".to_owned()),
-            owner_namespace: install.metadata.namespace.clone().unwrap_or_else(|| namespace.clone()),
+            owner_name: install
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            owner_namespace: install
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| namespace.clone()),
             namespace,
             revision: spec.revision.clone().unwrap_or_default(),
-            hub: spec.hub.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| DEFAULT_HUB.to_owned()),
-            tag: spec.tag.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| crate::VERSION.to_owned()),
+            hub: spec
+                .hub
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| DEFAULT_HUB.to_owned()),
+            tag: spec
+                .tag
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| crate::VERSION.to_owned()),
             mesh_config: spec.mesh_config.clone().unwrap_or_default(),
             components: spec.components.clone().unwrap_or_default(),
             addons: addon_map,
@@ -138,7 +160,13 @@ impl Context {
     }
 
     /// `metadata` of an object: name, namespace when namespaced, the standard labels plus `extra`.
-    pub fn metadata(&self, name: &str, namespace: Option<&str>, component: &Component, extra: &[(&str, &str)]) -> Value {
+    pub fn metadata(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        component: &Component,
+        extra: &[(&str, &str)],
+    ) -> Value {
         let mut labels = self.labels(component);
         for (k, v) in extra {
             labels.insert((*k).to_owned(), Value::String((*v).to_owned()));

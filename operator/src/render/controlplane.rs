@@ -31,7 +31,14 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
 
     push(workload::service_account(ctx, &name, ns, &component));
     let cluster_role_name = format!("{name}-{ns}");
-    push(workload::role(ctx, "ClusterRole", &cluster_role_name, None, &component, cluster_rules(ctx)));
+    push(workload::role(
+        ctx,
+        "ClusterRole",
+        &cluster_role_name,
+        None,
+        &component,
+        cluster_rules(ctx),
+    ));
     push(workload::binding(
         ctx,
         "ClusterRoleBinding",
@@ -41,21 +48,42 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
         "ClusterRole",
         (&name, ns),
     ));
-    push(workload::role(ctx, "Role", &name, Some(ns), &component, namespace_rules()));
-    push(workload::binding(ctx, "RoleBinding", &name, Some(ns), &component, "Role", (&name, ns)));
+    push(workload::role(
+        ctx,
+        "Role",
+        &name,
+        Some(ns),
+        &component,
+        namespace_rules(),
+    ));
+    push(workload::binding(
+        ctx,
+        "RoleBinding",
+        &name,
+        Some(ns),
+        &component,
+        "Role",
+        (&name, ns),
+    ));
     push(workload::config_map(
         ctx,
         &ctx.revisioned("mesh"),
         ns,
         &component,
-        vec![("mesh", mesh_config_yaml(ctx)), ("meshNetworks", "networks: {}\n".to_owned())],
+        vec![
+            ("mesh", mesh_config_yaml(ctx)),
+            ("meshNetworks", "networks: {}\n".to_owned()),
+        ],
     ));
     push(workload::config_map(
         ctx,
         &ctx.revisioned("mesh-sidecar-injector"),
         ns,
         &component,
-        vec![("config", injector_policy()), ("values", injector_values(ctx))],
+        vec![
+            ("config", injector_policy()),
+            ("values", injector_values(ctx)),
+        ],
     ));
 
     let image = ctx.image(spec.hub.as_ref(), spec.tag.as_ref(), "meshd");
@@ -102,7 +130,11 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
 
 fn webhook_names(ctx: &Context) -> (String, String) {
     (
-        format!("{}-{}", ctx.revisioned("meshd-sidecar-injector"), ctx.namespace),
+        format!(
+            "{}-{}",
+            ctx.revisioned("meshd-sidecar-injector"),
+            ctx.namespace
+        ),
         format!("{}-{}", ctx.revisioned("meshd-validator"), ctx.namespace),
     )
 }
@@ -113,27 +145,79 @@ fn cluster_rules(ctx: &Context) -> Vec<Value> {
     let (injector, validator) = webhook_names(ctx);
     let read = ["get", "list", "watch"];
     vec![
-        rule(&[""], &["services", "endpoints", "pods", "nodes", "namespaces"], &read),
+        rule(
+            &[""],
+            &["services", "endpoints", "pods", "nodes", "namespaces"],
+            &read,
+        ),
         rule(&["discovery.k8s.io"], &["endpointslices"], &read),
         rule(
             &["networking.istio.io"],
-            &["virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars", "workloadentries"],
+            &[
+                "virtualservices",
+                "destinationrules",
+                "gateways",
+                "serviceentries",
+                "sidecars",
+                "workloadentries",
+            ],
             &read,
         ),
         rule(
             &["security.istio.io"],
-            &["peerauthentications", "authorizationpolicies", "requestauthentications"],
+            &[
+                "peerauthentications",
+                "authorizationpolicies",
+                "requestauthentications",
+            ],
             &read,
         ),
-        rule(&["networking.k8s.io"], &["ingresses", "ingressclasses"], &read),
-        rule(&["networking.k8s.io"], &["ingresses/status"], &["update", "patch"]),
-        rule(&[""], &["configmaps"], &["get", "list", "watch", "create", "update"]),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "ingressclasses"],
+            &read,
+        ),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses/status"],
+            &["update", "patch"],
+        ),
+        rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "watch", "create", "update"],
+        ),
         rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-        rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
-        rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &read),
-        rule(&["admissionregistration.k8s.io"], &["mutatingwebhookconfigurations", "validatingwebhookconfigurations"], &read),
-        rule_named(&["admissionregistration.k8s.io"], &["mutatingwebhookconfigurations"], &[injector], &["update", "patch"]),
-        rule_named(&["admissionregistration.k8s.io"], &["validatingwebhookconfigurations"], &[validator], &["update", "patch"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+            &["create"],
+        ),
+        rule(
+            &["apiextensions.k8s.io"],
+            &["customresourcedefinitions"],
+            &read,
+        ),
+        rule(
+            &["admissionregistration.k8s.io"],
+            &[
+                "mutatingwebhookconfigurations",
+                "validatingwebhookconfigurations",
+            ],
+            &read,
+        ),
+        rule_named(
+            &["admissionregistration.k8s.io"],
+            &["mutatingwebhookconfigurations"],
+            &[injector],
+            &["update", "patch"],
+        ),
+        rule_named(
+            &["admissionregistration.k8s.io"],
+            &["validatingwebhookconfigurations"],
+            &[validator],
+            &["update", "patch"],
+        ),
         rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
     ]
 }
@@ -141,8 +225,16 @@ fn cluster_rules(ctx: &Context) -> Vec<Value> {
 /// In its own namespace meshd keeps the CA key pair and its leader-election lease.
 fn namespace_rules() -> Vec<Value> {
     vec![
-        rule(&[""], &["secrets"], &["get", "list", "watch", "create", "update"]),
-        rule(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch", "create", "update"]),
+        rule(
+            &[""],
+            &["secrets"],
+            &["get", "list", "watch", "create", "update"],
+        ),
+        rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["get", "list", "watch", "create", "update"],
+        ),
     ]
 }
 
@@ -211,7 +303,8 @@ fn mesh_config_yaml(ctx: &Context) -> String {
     let map = mesh.as_object_mut().map(std::mem::take).unwrap_or_default();
     let mut out = Map::new();
     out.extend(map);
-    out.entry("rootNamespace").or_insert_with(|| json!(ctx.namespace));
+    out.entry("rootNamespace")
+        .or_insert_with(|| json!(ctx.namespace));
     if !out.contains_key("tracingCollector") {
         if let Some(collector) = tracing_collector(ctx) {
             out.insert("tracingCollector".to_owned(), json!(collector));
@@ -219,7 +312,8 @@ fn mesh_config_yaml(ctx: &Context) -> String {
     }
     let default_config = out.entry("defaultConfig").or_insert_with(|| json!({}));
     if let Some(dc) = default_config.as_object_mut() {
-        dc.entry("discoveryAddress").or_insert_with(|| json!(ctx.meshd_address()));
+        dc.entry("discoveryAddress")
+            .or_insert_with(|| json!(ctx.meshd_address()));
     }
     serde_yaml_ng::to_string(&Value::Object(out)).unwrap_or_default()
 }
@@ -231,7 +325,8 @@ fn tracing_collector(ctx: &Context) -> Option<String> {
 }
 
 fn injector_policy() -> String {
-    "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\ninjectedAnnotations: {}\n".to_owned()
+    "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\ninjectedAnnotations: {}\n"
+        .to_owned()
 }
 
 /// What the injector needs to build a sidecar: image, meshd address, resources.
@@ -267,7 +362,8 @@ fn webhook_client(ctx: &Context, path: &str) -> Value {
 /// `istio.io/rev=<rev>` for a revision) or the pod itself does, as Istio does.
 fn mutating_webhook(ctx: &Context, component: &Component) -> Value {
     let (name, _) = webhook_names(ctx);
-    let not_opted_out = json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]});
+    let not_opted_out =
+        json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]});
     let opted_in = json!({"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]});
     let rules = json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]);
     let hook = |hook_name: &str, namespace_selector: Value, object_selector: Value| {

@@ -13,16 +13,38 @@ const METRICS_PORT: i32 = 15090;
 
 pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
     for gw in ctx.ingress_gateways() {
-        render_one(ctx, gw, Component::IngressGateway(gw.name.clone()), "LoadBalancer", out);
+        render_one(
+            ctx,
+            gw,
+            Component::IngressGateway(gw.name.clone()),
+            "LoadBalancer",
+            out,
+        );
     }
     for gw in ctx.egress_gateways() {
-        render_one(ctx, gw, Component::EgressGateway(gw.name.clone()), "ClusterIP", out);
+        render_one(
+            ctx,
+            gw,
+            Component::EgressGateway(gw.name.clone()),
+            "ClusterIP",
+            out,
+        );
     }
 }
 
-fn render_one(ctx: &Context, gw: &GatewaySpec, component: Component, default_type: &str, out: &mut Vec<Manifest>) {
+fn render_one(
+    ctx: &Context,
+    gw: &GatewaySpec,
+    component: Component,
+    default_type: &str,
+    out: &mut Vec<Manifest>,
+) {
     let name = gw.name.as_str();
-    let ns = gw.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| ctx.namespace.clone());
+    let ns = gw
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| ctx.namespace.clone());
     let settings = k8s_of(gw.k8s.as_ref());
     let mut push = |object: Value| {
         out.push(Manifest {
@@ -39,7 +61,8 @@ fn render_one(ctx: &Context, gw: &GatewaySpec, component: Component, default_typ
         }));
     }
 
-    let mut selector: Vec<(String, String)> = gw.label.clone().unwrap_or_default().into_iter().collect();
+    let mut selector: Vec<(String, String)> =
+        gw.label.clone().unwrap_or_default().into_iter().collect();
     if !selector.iter().any(|(k, _)| k == "app") {
         selector.push(("app".to_owned(), name.to_owned()));
     }
@@ -55,7 +78,15 @@ fn render_one(ctx: &Context, gw: &GatewaySpec, component: Component, default_typ
         &component,
         vec![rule(&[""], &["secrets"], &["get", "list", "watch"])],
     ));
-    push(workload::binding(ctx, "RoleBinding", name, Some(&ns), &component, "Role", (name, &ns)));
+    push(workload::binding(
+        ctx,
+        "RoleBinding",
+        name,
+        Some(&ns),
+        &component,
+        "Role",
+        (name, &ns),
+    ));
 
     let image = ctx.image(gw.hub.as_ref(), gw.tag.as_ref(), "mesh-proxy");
     let w = Workload {
@@ -85,7 +116,10 @@ fn render_one(ctx: &Context, gw: &GatewaySpec, component: Component, default_typ
         ctx,
         &w,
         default_type,
-        vec![workload::port("http2", 80, 8080), workload::port("https", 443, 8443)],
+        vec![
+            workload::port("http2", 80, 8080),
+            workload::port("https", 443, 8443),
+        ],
     ));
     push(workload::deployment(ctx, &w));
     if let Some(hpa) = workload::hpa(ctx, &w) {

@@ -124,8 +124,12 @@ pub fn render(install: &MeshInstall) -> Vec<Manifest> {
     gateway::render(&ctx, &mut out);
     addons::render(&ctx, &mut out);
     out.sort_by(|a, b| {
-        (apply_rank(a.kind()), &a.component, a.namespace(), a.name())
-            .cmp(&(apply_rank(b.kind()), &b.component, b.namespace(), b.name()))
+        (apply_rank(a.kind()), &a.component, a.namespace(), a.name()).cmp(&(
+            apply_rank(b.kind()),
+            &b.component,
+            b.namespace(),
+            b.name(),
+        ))
     });
     out
 }
@@ -144,7 +148,10 @@ pub fn to_yaml(manifests: &[Manifest]) -> Result<String, serde_yaml_ng::Error> {
 pub fn by_file(manifests: &[Manifest]) -> Vec<(String, Vec<Manifest>)> {
     let mut files: std::collections::BTreeMap<String, Vec<Manifest>> = Default::default();
     for m in manifests {
-        files.entry(m.component.file_name()).or_default().push(m.clone());
+        files
+            .entry(m.component.file_name())
+            .or_default()
+            .push(m.clone());
     }
     files.into_iter().collect()
 }

@@ -26,7 +26,11 @@ pub struct Workload<'a> {
 }
 
 pub fn deployment(ctx: &Context, w: &Workload) -> Value {
-    let selector_refs: Vec<(&str, &str)> = w.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let selector_refs: Vec<(&str, &str)> = w
+        .selector
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut metadata = ctx.metadata(w.name, Some(w.namespace), w.component, &selector_refs);
     if let Some(annotations) = annotations_of(w.settings.annotations.as_ref()) {
         metadata["annotations"] = annotations;
@@ -89,14 +93,20 @@ pub fn deployment(ctx: &Context, w: &Workload) -> Value {
     let mut spec = Map::new();
     // An HPA owns the replica count when there is one; setting it here would fight the HPA.
     if w.settings.hpa_spec.is_none() {
-        spec.insert("replicas".to_owned(), json!(w.settings.replica_count.unwrap_or(1)));
+        spec.insert(
+            "replicas".to_owned(),
+            json!(w.settings.replica_count.unwrap_or(1)),
+        );
     }
     spec.insert("selector".to_owned(), json!({"matchLabels": selector}));
     spec.insert(
         "strategy".to_owned(),
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "25%"}}),
     );
-    spec.insert("template".to_owned(), json!({"metadata": template_meta, "spec": pod_spec}));
+    spec.insert(
+        "template".to_owned(),
+        json!({"metadata": template_meta, "spec": pod_spec}),
+    );
 
     json!({
         "apiVersion": "apps/v1",
@@ -123,15 +133,26 @@ fn apply_container_settings(container: &mut Value, settings: &KubernetesSettings
     }
 }
 
-fn annotations_of(annotations: Option<&std::collections::BTreeMap<String, String>>) -> Option<Value> {
+fn annotations_of(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Option<Value> {
     annotations.filter(|a| !a.is_empty()).map(|a| json!(a))
 }
 
 /// The part's Service: `k8s.service` replaces the type and, when it lists ports, the ports.
-pub fn service(ctx: &Context, w: &Workload, default_type: &str, default_ports: Vec<ServicePortSettings>) -> Value {
+pub fn service(
+    ctx: &Context,
+    w: &Workload,
+    default_type: &str,
+    default_ports: Vec<ServicePortSettings>,
+) -> Value {
     let service = w.settings.service.clone().unwrap_or_default();
     let ports = service.ports.clone().unwrap_or(default_ports);
-    let selector_refs: Vec<(&str, &str)> = w.selector.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let selector_refs: Vec<(&str, &str)> = w
+        .selector
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut metadata = ctx.metadata(w.name, Some(w.namespace), w.component, &selector_refs);
     if let Some(annotations) = annotations_of(w.settings.annotations.as_ref()) {
         metadata["annotations"] = annotations;
@@ -141,11 +162,17 @@ pub fn service(ctx: &Context, w: &Workload, default_type: &str, default_ports: V
         selector.insert(k.clone(), json!(v));
     }
     sort_map(&mut selector);
-    let type_ = service.type_.clone().unwrap_or_else(|| default_type.to_owned());
+    let type_ = service
+        .type_
+        .clone()
+        .unwrap_or_else(|| default_type.to_owned());
     let mut spec = Map::new();
     spec.insert("type".to_owned(), json!(type_));
     spec.insert("selector".to_owned(), Value::Object(selector));
-    spec.insert("ports".to_owned(), Value::Array(ports.iter().map(service_port).collect()));
+    spec.insert(
+        "ports".to_owned(),
+        Value::Array(ports.iter().map(service_port).collect()),
+    );
     if let Some(ip) = &service.load_balancer_ip {
         spec.insert("loadBalancerIP".to_owned(), json!(ip));
     }
@@ -162,8 +189,14 @@ fn service_port(p: &ServicePortSettings) -> Value {
     let mut port = Map::new();
     port.insert("name".to_owned(), json!(p.name));
     port.insert("port".to_owned(), json!(p.port));
-    port.insert("protocol".to_owned(), json!(p.protocol.clone().unwrap_or_else(|| "TCP".to_owned())));
-    port.insert("targetPort".to_owned(), json!(p.target_port.unwrap_or(p.port)));
+    port.insert(
+        "protocol".to_owned(),
+        json!(p.protocol.clone().unwrap_or_else(|| "TCP".to_owned())),
+    );
+    port.insert(
+        "targetPort".to_owned(),
+        json!(p.target_port.unwrap_or(p.port)),
+    );
     if let Some(node_port) = p.node_port {
         port.insert("nodePort".to_owned(), json!(node_port));
     }
@@ -188,7 +221,10 @@ pub fn hpa(ctx: &Context, w: &Workload) -> Option<Value> {
         "scaleTargetRef".to_owned(),
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": w.name}),
     );
-    spec.insert("minReplicas".to_owned(), json!(hpa.min_replicas.unwrap_or(1)));
+    spec.insert(
+        "minReplicas".to_owned(),
+        json!(hpa.min_replicas.unwrap_or(1)),
+    );
     spec.insert("maxReplicas".to_owned(), json!(hpa.max_replicas));
     if let Some(metrics) = &hpa.metrics {
         spec.insert("metrics".to_owned(), json!(metrics));
@@ -276,7 +312,14 @@ pub fn binding(
     })
 }
 
-pub fn role(ctx: &Context, kind: &str, name: &str, namespace: Option<&str>, component: &Component, rules: Vec<Value>) -> Value {
+pub fn role(
+    ctx: &Context,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+    component: &Component,
+    rules: Vec<Value>,
+) -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": kind,
@@ -285,7 +328,13 @@ pub fn role(ctx: &Context, kind: &str, name: &str, namespace: Option<&str>, comp
     })
 }
 
-pub fn config_map(ctx: &Context, name: &str, namespace: &str, component: &Component, data: Vec<(&str, String)>) -> Value {
+pub fn config_map(
+    ctx: &Context,
+    name: &str,
+    namespace: &str,
+    component: &Component,
+    data: Vec<(&str, String)>,
+) -> Value {
     let mut map = Map::new();
     for (k, v) in data {
         map.insert(k.to_owned(), json!(v));
