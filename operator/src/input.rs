@@ -155,7 +155,7 @@ fn parse_overlay(overlay: &Overlay) -> Result<ParsedOverlay, InputError> {
         line: e.location().map_or(0, |l| l.line()),
         column: e.location().map_or(0, |l| l.column()),
         field,
-        message: strip_location(&e.to_string()),
+        message: with_suggestion(strip_location(&e.to_string())),
     };
 
     let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&overlay.text)
@@ -206,6 +206,27 @@ fn strip_location(message: &str) -> String {
 
 /// Names the MeshInstall after its revision and places it in the mesh namespace, dropping the
 /// profile's own description.
+/// serde lists every valid name after an unknown one; point at the likely intended one first.
+fn with_suggestion(message: String) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message;
+    };
+    let Some((unknown, expected)) = rest.split_once("`, expected one of ") else {
+        return message;
+    };
+    let known: Vec<String> = expected
+        .split(", ")
+        .map(|k| k.trim_matches('`').to_owned())
+        .collect();
+    let known_refs: Vec<&String> = known.iter().collect();
+    match crate::setpath::nearest_keys(unknown, &known_refs).first() {
+        Some(best) if known.len() > 1 => {
+            format!("unknown field `{unknown}`; did you mean `{best}`? (valid: {expected})")
+        }
+        _ => message,
+    }
+}
+
 fn finish_metadata(doc: &mut Value) {
     let revision = doc
         .pointer("/spec/revision")

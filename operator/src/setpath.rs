@@ -334,7 +334,7 @@ fn scalar_text(value: Option<&Value>) -> Option<String> {
 }
 
 /// The valid keys closest to a mistyped one, best first.
-fn nearest_keys(wanted: &str, known: &[&String]) -> Vec<String> {
+pub(crate) fn nearest_keys(wanted: &str, known: &[&String]) -> Vec<String> {
     let wanted_lower = wanted.to_lowercase();
     let mut scored: Vec<(f64, &String)> = known
         .iter()
