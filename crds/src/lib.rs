@@ -5,13 +5,12 @@ pub mod istio;
 pub mod meshinstall;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 
 pub use meshinstall::{MeshInstall, MeshInstallSpec, MeshInstallStatus};
 
 /// Every CRD meshctl installs, in a stable order (ours first, then Istio's by group and kind).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![MeshInstall::crd()];
+    let mut crds = vec![meshinstall::crd()];
     crds.extend(istio::crds());
     crds
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::MetricSpec;
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -233,7 +234,10 @@ pub struct KubernetesSettings {
     pub node_selector: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+    /// Pod affinity, as in a PodSpec. Its schema is left open: the full affinity schema,
+    /// repeated for every component, would push the CRD past what the API server stores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
     pub affinity: Option<Affinity>,
     /// Annotations of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,7 +292,9 @@ pub struct HpaSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas: Option<i32>,
     pub max_replicas: i32,
+    /// As in an autoscaling/v2 HPA; schema left open for the same reason as `affinity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_list")]
     pub metrics: Option<Vec<MetricSpec>>,
 }
 
@@ -363,9 +369,73 @@ pub enum Phase {
     Error,
 }
 
+fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true
     })
+}
+
+/// The MeshInstall CRD as installed: the Kubernetes types inside every `k8s` block keep their
+/// field names and types but not their long upstream descriptions, which, repeated for each
+/// component, would make the CRD too large for client-side `kubectl apply` (256 KiB).
+pub fn crd() -> CustomResourceDefinition {
+    let crd = MeshInstall::crd();
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    strip_k8s_descriptions(&mut value, false);
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+fn strip_k8s_descriptions(node: &mut serde_json::Value, inside_k8s_field: bool) {
+    use serde_json::Value;
+    match node {
+        Value::Object(map) => {
+            if inside_k8s_field {
+                map.remove("description");
+            }
+            for (key, child) in map.iter_mut() {
+                if key == "properties" {
+                    if let Value::Object(props) = child {
+                        for (name, prop) in props.iter_mut() {
+                            if name == "k8s" {
+                                // Keep each KubernetesSettings field's own description.
+                                if let Some(Value::Object(fields)) = prop.get_mut("properties") {
+                                    for field in fields.values_mut() {
+                                        strip_children(field);
+                                    }
+                                }
+                            } else {
+                                strip_k8s_descriptions(prop, inside_k8s_field);
+                            }
+                        }
+                    }
+                } else {
+                    strip_k8s_descriptions(child, inside_k8s_field);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| strip_k8s_descriptions(i, inside_k8s_field)),
+        _ => {}
+    }
+}
+
+fn strip_children(field: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = field {
+        for (key, child) in map.iter_mut() {
+            if key != "description" {
+                strip_k8s_descriptions(child, true);
+            }
+        }
+    }
 }

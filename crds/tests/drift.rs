@@ -21,19 +21,28 @@ fn committed_crds_match_the_types() {
         .expect("crds/generated exists")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(present, expected, "crds/generated holds files no type generates");
+    assert_eq!(
+        present, expected,
+        "crds/generated holds files no type generates"
+    );
 }
 
 #[test]
 fn meshinstall_crd_has_the_promised_shape() {
-    use kube::CustomResourceExt;
-    let crd = mesh_crds::MeshInstall::crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("meshinstalls.install.meshctl.dev"));
+    let crd = mesh_crds::meshinstall::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("meshinstalls.install.meshctl.dev")
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["mi".to_owned()]));
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(version
+        .subresources
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .is_some());
     let columns: Vec<&str> = version
         .additional_printer_columns
         .as_ref()

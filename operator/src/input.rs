@@ -1,6 +1,5 @@
 //! From what a user typed to one MeshInstall: profile < `-f` overlays in order < `--set` in order.
 
-use kube::CustomResourceExt;
 use mesh_crds::MeshInstall;
 use serde_json::Value;
 
@@ -122,7 +121,7 @@ pub fn spec_schema() -> Value {
     static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            let crd = serde_json::to_value(MeshInstall::crd()).unwrap_or_default();
+            let crd = serde_json::to_value(mesh_crds::meshinstall::crd()).unwrap_or_default();
             crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
                 .cloned()
                 .unwrap_or_default()

@@ -4,7 +4,7 @@
 //! Conventions used throughout `istio::*`:
 //! - a protobuf `oneof` is a struct of `Option`s; the CRD schema gets Istio's own
 //!   `oneOf: [{not: {anyOf: [required...]}}, {required: [a]}, ...]` constraint (see
-//!   [`at_most_one_of`]) so that the apiserver rejects two members of the same oneof;
+//!   `at_most_one_of`) so that the apiserver rejects two members of the same oneof;
 //! - a `google.protobuf.Duration` stays the text Istio writes (`"5s"`, `"1.5s"`, `"100ms"`);
 //! - a `google.protobuf.*Value` wrapper is the plain `Option` of its value;
 //! - a `double` serializes an integral value as an integer (`100`, not `100.0`), as protojson does,
@@ -40,7 +40,7 @@ fn string_match_one_of(schema: &mut schemars::Schema) {
 }
 
 /// The networking form of a workload selector (`networking.v1alpha3.WorkloadSelector`), used by
-/// Sidecar and ServiceEntry: the key is `labels`, unlike [`WorkloadSelector`]'s `matchLabels`.
+/// Sidecar and ServiceEntry: the key is `labels`, where the policy form has `matchLabels`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadLabels {
@@ -116,7 +116,7 @@ pub struct Destination {
 /// The status Istio writes on every one of its kinds (`meta.v1alpha1.IstioStatus`).
 ///
 /// It is free-form on purpose: the control plane and analyzers of different versions write it,
-/// so anything this type does not name is kept in [`IstioStatus::other`] and written back as is.
+/// so any field this type does not name is kept and written back as is.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -137,7 +137,7 @@ pub struct IstioStatus {
     pub other: BTreeMap<String, Value>,
 }
 
-/// One condition of an [`IstioStatus`].
+/// One condition of an Istio status.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -169,7 +169,7 @@ pub struct IstioCondition {
     pub other: BTreeMap<String, Value>,
 }
 
-/// One analyzer finding of an [`IstioStatus`].
+/// One analyzer finding of an Istio status.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
@@ -232,7 +232,8 @@ impl JsonSchema for Int64OrString {
 /// two oneofs (ConsistentHashLB) gets two independent constraints, as Istio's CRD has.
 pub(crate) fn at_most_one_of(schema: &mut schemars::Schema, fields: &[&str]) {
     let required = |f: &&str| json!({ "required": [f] });
-    let mut branches = vec![json!({ "not": { "anyOf": fields.iter().map(required).collect::<Vec<_>>() } })];
+    let mut branches =
+        vec![json!({ "not": { "anyOf": fields.iter().map(required).collect::<Vec<_>>() } })];
     branches.extend(fields.iter().map(required));
     let Some(obj) = schema.as_object_mut() else {
         return;

@@ -27,7 +27,9 @@ use super::common::{
     group = "networking.istio.io",
     version = "v1",
     kind = "VirtualService",
+    doc = "Istio VirtualService: routing rules for the traffic addressed to a set of hosts.",
     namespaced,
+    derive = "PartialEq",
     plural = "virtualservices",
     shortname = "vs",
     category = "istio-io",
@@ -546,7 +548,9 @@ pub struct L4MatchAttributes {
     group = "networking.istio.io",
     version = "v1",
     kind = "DestinationRule",
+    doc = "Istio DestinationRule: policies for the traffic to a service once routed, and its subsets.",
     namespaced,
+    derive = "PartialEq",
     plural = "destinationrules",
     shortname = "dr",
     category = "istio-io",
@@ -668,11 +672,13 @@ pub enum SimpleLb {
     /// Deprecated alias of LEAST_REQUEST.
     #[serde(rename = "LEAST_CONN")]
     LeastConn,
+    /// A random endpoint.
     #[serde(rename = "RANDOM")]
     Random,
     /// Forward to the address the caller asked for, without load balancing.
     #[serde(rename = "PASSTHROUGH")]
     Passthrough,
+    /// Each endpoint in turn.
     #[serde(rename = "ROUND_ROBIN")]
     RoundRobin,
     /// Pick the less loaded of two random endpoints.
@@ -914,8 +920,10 @@ pub enum H2UpgradePolicy {
     /// The mesh-wide default.
     #[serde(rename = "DEFAULT")]
     Default,
+    /// Keep HTTP/1.1.
     #[serde(rename = "DO_NOT_UPGRADE")]
     DoNotUpgrade,
+    /// Upgrade to HTTP/2.
     #[serde(rename = "UPGRADE")]
     Upgrade,
 }
@@ -934,7 +942,11 @@ pub struct OutlierDetection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_gateway_errors: Option<u32>,
     /// Consecutive 5xx (or connection errors) before ejection.
-    #[serde(rename = "consecutive5xxErrors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "consecutive5xxErrors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consecutive_5xx_errors: Option<u32>,
     /// Deprecated: use `consecutiveGatewayErrors` or `consecutive5xxErrors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1060,7 +1072,9 @@ pub struct RetryBudget {
     group = "networking.istio.io",
     version = "v1",
     kind = "Gateway",
+    doc = "Istio Gateway: the listeners of a set of gateway proxies at the edge of the mesh.",
     namespaced,
+    derive = "PartialEq",
     plural = "gateways",
     shortname = "gw",
     category = "istio-io",
@@ -1208,12 +1222,16 @@ pub enum TlsProtocol {
     /// The proxy's default.
     #[serde(rename = "TLS_AUTO")]
     TlsAuto,
+    /// TLS 1.0.
     #[serde(rename = "TLSV1_0")]
     Tlsv10,
+    /// TLS 1.1.
     #[serde(rename = "TLSV1_1")]
     Tlsv11,
+    /// TLS 1.2.
     #[serde(rename = "TLSV1_2")]
     Tlsv12,
+    /// TLS 1.3.
     #[serde(rename = "TLSV1_3")]
     Tlsv13,
 }
@@ -1228,7 +1246,9 @@ pub enum TlsProtocol {
     group = "networking.istio.io",
     version = "v1",
     kind = "ServiceEntry",
+    doc = "Istio ServiceEntry: a service added to the mesh's registry.",
     namespaced,
+    derive = "PartialEq",
     plural = "serviceentries",
     shortname = "se",
     category = "istio-io",
@@ -1287,8 +1307,10 @@ pub struct ServicePort {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum ServiceEntryLocation {
+    /// Outside the mesh: no mTLS, and in-mesh policies do not apply.
     #[serde(rename = "MESH_EXTERNAL")]
     MeshExternal,
+    /// Part of the mesh, like its pods (e.g. VMs added by hand).
     #[serde(rename = "MESH_INTERNAL")]
     MeshInternal,
 }
@@ -1323,7 +1345,9 @@ pub enum ServiceEntryResolution {
     group = "networking.istio.io",
     version = "v1",
     kind = "Sidecar",
+    doc = "Istio Sidecar: the inbound and outbound listeners of a set of workloads' proxies.",
     namespaced,
+    derive = "PartialEq",
     plural = "sidecars",
     category = "istio-io",
     category = "networking-istio-io",
@@ -1452,7 +1476,9 @@ pub enum OutboundTrafficMode {
     group = "networking.istio.io",
     version = "v1",
     kind = "WorkloadEntry",
+    doc = "Istio WorkloadEntry: a workload that is not a pod, such as a VM.",
     namespaced,
+    derive = "PartialEq",
     plural = "workloadentries",
     shortname = "we",
     category = "istio-io",

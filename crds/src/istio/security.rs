@@ -23,7 +23,9 @@ use super::common::{deserialize_port_map, IstioStatus, PolicyTargetReference, Wo
     group = "security.istio.io",
     version = "v1",
     kind = "PeerAuthentication",
+    doc = "Istio PeerAuthentication: the mutual TLS mode workloads accept.",
     namespaced,
+    derive = "PartialEq",
     plural = "peerauthentications",
     shortname = "pa",
     category = "istio-io",
@@ -86,7 +88,9 @@ pub enum MtlsMode {
     group = "security.istio.io",
     version = "v1",
     kind = "AuthorizationPolicy",
+    doc = "Istio AuthorizationPolicy: access control on workloads.",
     namespaced,
+    derive = "PartialEq",
     plural = "authorizationpolicies",
     shortname = "ap",
     category = "istio-io",
@@ -120,8 +124,10 @@ pub struct AuthorizationPolicySpec {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum AuthorizationAction {
+    /// Allow matching requests (and, once any ALLOW policy applies, only those).
     #[serde(rename = "ALLOW")]
     Allow,
+    /// Deny matching requests; evaluated before ALLOW.
     #[serde(rename = "DENY")]
     Deny,
     /// Mark matching requests for auditing; does not change access.
@@ -257,7 +263,9 @@ pub struct Condition {
     group = "security.istio.io",
     version = "v1",
     kind = "RequestAuthentication",
+    doc = "Istio RequestAuthentication: the JWTs workloads accept.",
     namespaced,
+    derive = "PartialEq",
     plural = "requestauthentications",
     shortname = "ra",
     category = "istio-io",
