@@ -7,6 +7,8 @@
 #   e2e/cluster.sh status      report component health; exit 0 only when healthy
 #   e2e/cluster.sh kubeconfig  print the admin kubeconfig path
 #   e2e/cluster.sh down        stop everything and remove the state directory
+#   e2e/cluster.sh bindir      print the directory holding the built binaries
+#   e2e/cluster.sh kubectl ARGS...  run the built kubectl against the cluster
 #
 # See e2e/README.md for environment variables, ports and timings.
 set -euo pipefail
@@ -29,8 +31,7 @@ ETCD_PEER_PORT=${MESHCTL_E2E_ETCD_PEER_PORT:-12380}
 APISERVER_PORT=${MESHCTL_E2E_APISERVER_PORT:-16443}
 KCM_PORT=${MESHCTL_E2E_KCM_PORT:-16257}
 SCHEDULER_PORT=${MESHCTL_E2E_SCHEDULER_PORT:-16259}
-KWOK_PORT=${MESHCTL_E2E_KWOK_PORT:-16250}      # kwok's fake kubelet API (port-forward, logs)
-KWOK_HEALTH_PORT=${MESHCTL_E2E_KWOK_HEALTH_PORT:-16251}
+KWOK_PORT=${MESHCTL_E2E_KWOK_PORT:-16250}      # kwok's fake kubelet API (port-forward) + /healthz
 UP_TIMEOUT=${MESHCTL_E2E_UP_TIMEOUT:-120}     # seconds per wait step
 
 SERVICE_CIDR=10.96.0.0/16
@@ -72,11 +73,19 @@ binaries_ok() {
   for b in "${BINARIES[@]}"; do [[ -x $BIN_DIR/$b ]] || return 1; done
 }
 
-# Prints a progress line every 60s while a long build step runs.
+# Prints a progress line every 60s while a long build step runs. The ticker
+# writes to stderr only and kills its own sleep when stopped, so it neither
+# delays the step's end nor holds a caller's stdout pipe open.
 with_heartbeat() {
   local what=$1; shift
   local start=$SECONDS
-  ( while sleep 60; do log "  ... still $what ($((SECONDS - start))s)"; done ) &
+  ( s=
+    trap 'kill $s 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 60 & s=$!
+      wait "$s"
+      log "  ... still $what ($((SECONDS - start))s)"
+    done ) >&2 &
   local hb=$! rc=0
   "$@" || rc=$?
   kill "$hb" 2>/dev/null || true
@@ -90,11 +99,12 @@ cmd_build() {
     return 0
   fi
   command -v go >/dev/null || die "go is required to build the e2e cluster binaries"
+  export CGO_ENABLED=0   # static binaries; no C toolchain needed
   mkdir -p "$CACHE_ROOT"
   local tmp t0=$SECONDS t
   tmp=$(mktemp -d "$CACHE_ROOT/.build.XXXXXX")
   # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" RETURN
+  trap "rm -rf '$tmp'" EXIT     # a failed build leaves nothing behind
 
   local major=${K8S_VERSION#v}; major=${major%%.*}
   local minor=${K8S_VERSION#v"$major".}; minor=${minor%%.*}
@@ -113,19 +123,20 @@ cmd_build() {
 
   log "[2/3] building etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
   t=$SECONDS
-  (cd "$E2E_DIR/k8s" && export CGO_ENABLED=0 && with_heartbeat "building kubernetes" \
-    go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$tmp/" "${K8S_PKGS[@]}")
+  (cd "$E2E_DIR/k8s" && with_heartbeat "building kubernetes" \
+    go build -mod=readonly -buildvcs=false -trimpath -ldflags "$ldflags" -o "$tmp/" "${K8S_PKGS[@]}")
   log "      built in $((SECONDS - t))s"
 
   log "[3/3] building kwok $KWOK_VERSION (own module graph)"
   t=$SECONDS
-  (cd "$tmp" && export GOFLAGS=-buildvcs=false GOBIN="$tmp" CGO_ENABLED=0 && with_heartbeat "building kwok" \
+  (cd "$tmp" && export GOFLAGS=-buildvcs=false GOBIN="$tmp" && with_heartbeat "building kwok" \
     go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
   log "      built in $((SECONDS - t))s"
 
   build_stamp > "$tmp/.stamp"
   rm -rf "$BIN_DIR"
   mv "$tmp" "$BIN_DIR"
+  trap - EXIT
   chmod 755 "$BIN_DIR"
   log "binaries ready in $BIN_DIR (total $((SECONDS - t0))s)"
 }
@@ -163,11 +174,14 @@ probe() {
   esac
 }
 
+# All fake nodes Ready, initialised by OUR node stage (its osImage marker):
+# kwok silently falls back to built-in stages if e2e/kwok/stages.yaml has none.
 nodes_ready() {
   local want have
   want=$(grep -c '^kind: Node' "$E2E_DIR/kwok/node.yaml")
   have=$(kubectl_ get nodes -l type=kwok \
-    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c '^True$') || true
+    -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}/{.status.nodeInfo.osImage}{"\n"}{end}' \
+    2>/dev/null | grep -c '^True/meshctl-e2e kwok node$') || true
   [[ $have -ge $want ]]
 }
 
@@ -181,15 +195,16 @@ healthy() {
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --------------------------------------------------------------------- pki ---
-# sign NAME CN ORG EXT: EC P-256 key + certificate signed by the cluster CA.
+# sign NAME CN ORG EXT: EC P-256 key + certificate signed by the cluster CA
+# (or by the CA named in $CA).
 sign() {
-  local name=$1 cn=$2 org=$3 ext=$4 subj
+  local name=$1 cn=$2 org=$3 ext=$4 subj ca=${CA:-ca}
   subj="/CN=$cn"; [[ -n $org ]] && subj="/O=$org$subj"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$name.key" 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
   printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
     "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" "$ext" > "$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
     -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
     -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
   rm -f "$PKI/$name.csr" "$PKI/$name.ext"
@@ -212,6 +227,12 @@ subjectAltName=DNS:localhost,IP:127.0.0.1"
     sign kube-controller-manager system:kube-controller-manager "" "$client"
     sign kube-scheduler system:kube-scheduler "" "$client"
     sign kwok system:kwok-controller system:masters "$client"
+    # Front proxy (aggregation layer): own CA + the apiserver's proxy client cert.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/front-proxy-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=meshctl-e2e-front-proxy-ca" -days 3650 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+    CA=front-proxy-ca sign front-proxy-client front-proxy-client "" "$client"
     # Service-account token signing key pair.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
     openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -280,6 +301,7 @@ wait_until() {
     (( SECONDS < deadline )) || fail "$comp" "timed out after ${UP_TIMEOUT}s waiting for $what"
     sleep 0.2
   done
+  log "  ok: $what"
 }
 
 stop_all() {
@@ -347,7 +369,8 @@ cmd_up() {
   done
 
   local t0=$SECONDS
-  mkdir -p "$STATE_DIR" "$RUN" "$LOGS" "$STATE_DIR/etcd" "$STATE_DIR/kwok"
+  mkdir -p "$STATE_DIR" "$RUN" "$LOGS" "$STATE_DIR/kwok"
+  mkdir -m 700 "$STATE_DIR/etcd"
   touch "$STATE_MARKER"
   trap on_up_exit EXIT
 
@@ -389,6 +412,13 @@ cmd_up() {
     --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" \
     --kubelet-preferred-address-types=InternalIP,Hostname \
+    --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --endpoint-reconciler-type=none \
     --profiling=false \
     --v=1
@@ -491,11 +521,17 @@ cmd_kubeconfig() {
 
 # -------------------------------------------------------------------- main ---
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 main() {
+  [[ $# -ge 1 ]] || usage
+  if [[ $1 == kubectl ]]; then
+    shift
+    [[ -x $BIN_DIR/kubectl ]] || die "kubectl is not built yet: run '$0 build'"
+    exec "$BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_PATH" "$@"
+  fi
   [[ $# -eq 1 ]] || usage
   case $1 in
     build) cmd_build ;;
@@ -503,6 +539,7 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     kubeconfig) cmd_kubeconfig ;;
+    bindir) echo "$BIN_DIR" ;;
     *) usage ;;
   esac
 }

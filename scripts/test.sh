@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and component tests, CRD drift.
-# Usage: scripts/test.sh
+# The whole test suite: formatting, lints, unit and component tests, CRD drift, then the e2e
+# tests against a real local Kubernetes cluster (built from source on first use; see e2e/README.md).
+# Usage: scripts/test.sh            everything
+#        scripts/test.sh --no-e2e   without the cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+run_e2e=1
+[ "${1:-}" = "--no-e2e" ] && run_e2e=0
 
 # Build products live outside the clone so that CI runs and developers share them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshctl/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
 step "toolchain"
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and run again" >&2
-  exit 1
-fi
+for tool in cargo go; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "error: $tool not found; install it (Rust via rustup, Go 1.24+) and run again" >&2
+    exit 1
+  fi
+done
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
+go version
+
+if [ "$run_e2e" = 1 ]; then
+  # The cluster build is the slowest step of a cold run: start it now, beside the Rust build.
+  step "building the e2e cluster in the background"
+  cluster_log="$(mktemp)"
+  e2e/cluster.sh build >"$cluster_log" 2>&1 &
+  cluster_build=$!
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -28,4 +44,25 @@ step "CRD drift"
 cargo run --quiet --locked -p meshctl-crds --bin crdgen -- --check
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --exclude meshctl-e2e
+
+[ "$run_e2e" = 1 ] || exit 0
+
+step "e2e: cluster"
+if ! wait "$cluster_build"; then
+  cat "$cluster_log" >&2
+  echo "error: building the e2e cluster failed (log above)" >&2
+  exit 1
+fi
+tail -n 3 "$cluster_log"
+# A cluster a developer already had running is left running; one started here is stopped.
+if ! e2e/cluster.sh status >/dev/null 2>&1; then
+  trap 'e2e/cluster.sh down >/dev/null 2>&1 || true' EXIT
+fi
+e2e/cluster.sh up >/dev/null
+MESHCTL_E2E_KUBECONFIG="$(e2e/cluster.sh kubeconfig)"
+export MESHCTL_E2E_KUBECONFIG
+
+step "e2e: tests"
+cargo build --locked -p meshctl
+cargo test --locked -p meshctl-e2e

@@ -224,7 +224,7 @@ fn a_revision_renames_the_control_plane_and_scopes_its_webhooks() {
         text.contains(r#"{"key":"istio.io/rev","operator":"In","values":["canary"]}"#),
         "{text}"
     );
-    for m in &rendered {
+    for m in rendered.iter().filter(|m| m.kind() != "Namespace") {
         assert_eq!(m.object["metadata"]["labels"]["istio.io/rev"], "canary");
         assert_eq!(m.object["metadata"]["labels"][LABEL_OWNER_NAME], "canary");
     }
@@ -368,6 +368,34 @@ fn rbac_has_no_wildcards() {
                 assert!(
                     !values.iter().any(|v| v == "*"),
                     "{} has a wildcard in {field}",
+                    m.display_name()
+                );
+            }
+        }
+    }
+}
+
+/// The mesh's own pods must start while meshd (which serves the injection webhook) is down: their
+/// namespace does not ask for injection and their pods opt out by label.
+#[test]
+fn the_mesh_never_waits_on_its_own_injection_webhook() {
+    for sets in [vec![], vec!["revision=canary"]] {
+        for m in render_profile("demo", &sets) {
+            if m.kind() == "Namespace" {
+                assert!(
+                    m.object["metadata"]["labels"].get("istio.io/rev").is_none(),
+                    "{}",
+                    m.display_name()
+                );
+                assert!(m.object["metadata"]["labels"]
+                    .get("istio-injection")
+                    .is_none());
+            }
+            if m.kind() == "Deployment" {
+                assert_eq!(
+                    m.object["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"],
+                    "false",
+                    "{}",
                     m.display_name()
                 );
             }

@@ -55,7 +55,7 @@ fn workload_objects(ctx: &Context, addon: Addon) -> Vec<Value> {
         service_account: addon.name,
         containers: vec![addon.container],
         volumes: addon.volumes,
-        pod_annotations: vec![("sidecar.istio.io/inject", "false".to_owned())],
+        pod_annotations: Vec::new(),
         settings: &settings,
         // Upstream images run as their own non-root users.
         run_as_user: None,

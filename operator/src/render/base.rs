@@ -1,6 +1,6 @@
 //! The base: the mesh namespace and the Istio API CRDs every other part reads.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::context::{sort_map, Context};
 use super::{Component, Manifest};
@@ -10,11 +10,7 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
     if ctx.anything_enabled() {
         out.push(Manifest {
             component: component.clone(),
-            object: json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": ctx.metadata(&ctx.namespace, None, &component, &[]),
-            }),
+            object: ctx.namespace_object(&ctx.namespace, &component),
         });
     }
     if ctx.base().is_none() {

@@ -181,6 +181,17 @@ impl Context {
         Value::Object(meta)
     }
 
+    /// A Namespace the installation creates. It carries no `istio.io/rev` label: on a namespace
+    /// that label asks for sidecar injection, and the mesh's own pods must never wait on the
+    /// webhook they are about to serve.
+    pub fn namespace_object(&self, name: &str, component: &Component) -> Value {
+        let mut metadata = self.metadata(name, None, component, &[]);
+        if let Some(labels) = metadata["labels"].as_object_mut() {
+            labels.remove("istio.io/rev");
+        }
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+    }
+
     /// A free-form setting under `spec.values`, by path.
     pub fn value(&self, pointer: &str) -> Option<&Value> {
         self.values.pointer(pointer).filter(|v| !v.is_null())

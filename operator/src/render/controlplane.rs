@@ -101,7 +101,6 @@ pub fn render(ctx: &Context, out: &mut Vec<Manifest>) {
         pod_annotations: vec![
             ("prometheus.io/scrape", "true".to_owned()),
             ("prometheus.io/port", MONITORING.to_string()),
-            ("sidecar.istio.io/inject", "false".to_owned()),
         ],
         settings: &settings,
         run_as_user: Some(1337),
@@ -354,6 +353,15 @@ fn injector_values(ctx: &Context) -> String {
     serde_json::to_string_pretty(&values).unwrap_or_default()
 }
 
+/// Kubernetes' own namespaces are never injected, whatever their labels say.
+fn system_namespaces_excluded() -> Value {
+    json!({
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": ["kube-system", "kube-public", "kube-node-lease", "local-path-storage"],
+    })
+}
+
 fn webhook_client(ctx: &Context, path: &str) -> Value {
     json!({"service": {"name": ctx.meshd_name(), "namespace": ctx.namespace, "path": path, "port": 443}})
 }
@@ -366,7 +374,10 @@ fn mutating_webhook(ctx: &Context, component: &Component) -> Value {
         json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]});
     let opted_in = json!({"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]});
     let rules = json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]);
-    let hook = |hook_name: &str, namespace_selector: Value, object_selector: Value| {
+    let hook = |hook_name: &str, mut namespace_selector: Value, object_selector: Value| {
+        if let Some(expressions) = namespace_selector["matchExpressions"].as_array_mut() {
+            expressions.push(system_namespaces_excluded());
+        }
         json!({
             "name": hook_name,
             "admissionReviewVersions": ["v1"],

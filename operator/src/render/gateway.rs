@@ -54,11 +54,7 @@ fn render_one(
     };
     // A gateway outside the mesh namespace needs its namespace created with it.
     if ns != ctx.namespace {
-        push(json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": ctx.metadata(&ns, None, &component, &[]),
-        }));
+        push(ctx.namespace_object(&ns, &component));
     }
 
     let mut selector: Vec<(String, String)> =
@@ -107,7 +103,6 @@ fn render_one(
             ("prometheus.io/scrape", "true".to_owned()),
             ("prometheus.io/port", METRICS_PORT.to_string()),
             ("prometheus.io/path", "/stats/prometheus".to_owned()),
-            ("sidecar.istio.io/inject", "false".to_owned()),
         ],
         settings: &settings,
         run_as_user: Some(1337),

@@ -40,6 +40,9 @@ pub fn deployment(ctx: &Context, w: &Workload) -> Value {
     for (k, v) in &w.selector {
         pod_labels.insert(k.clone(), json!(v));
     }
+    // The mesh's own pods are never injected; as a label (not only an annotation) the injection
+    // webhook's objectSelector skips them without a call, so they start while meshd is down.
+    pod_labels.insert("sidecar.istio.io/inject".to_owned(), json!("false"));
     sort_map(&mut pod_labels);
 
     let mut pod_annotations = Map::new();

@@ -1,0 +1,146 @@
+//! Helpers for tests against the real local cluster started by `e2e/cluster.sh up`.
+//!
+//! The tests talk to the cluster the way a user does: through the `meshctl` binary and the
+//! `kubectl` built with the cluster, each run as a real process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The running cluster, found through `MESHCTL_E2E_KUBECONFIG`.
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Cluster {
+    /// Panics with what to do when the cluster is not up: these tests must not pass silently.
+    pub fn from_env() -> Cluster {
+        let kubeconfig = std::env::var_os("MESHCTL_E2E_KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| {
+            panic!("MESHCTL_E2E_KUBECONFIG is not set: start the cluster with `e2e/cluster.sh up` and export MESHCTL_E2E_KUBECONFIG=$(e2e/cluster.sh kubeconfig)")
+        });
+        assert!(
+            kubeconfig.exists(),
+            "{} does not exist: is the cluster up?",
+            kubeconfig.display()
+        );
+        let bindir = run_ok(Command::new(repo_root().join("e2e/cluster.sh")).arg("bindir"));
+        let kubectl = PathBuf::from(bindir.trim()).join("kubectl");
+        assert!(kubectl.exists(), "{} was not built", kubectl.display());
+        Cluster {
+            kubeconfig,
+            kubectl,
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_stdin(args, "")
+    }
+
+    pub fn kubectl_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        with_stdin(cmd, stdin)
+    }
+
+    /// Runs kubectl and returns stdout, panicking with stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&full)).expect("kubectl prints JSON")
+    }
+
+    /// `meshctl` with the cluster's kubeconfig in its environment.
+    pub fn meshctl(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Command::new(meshctl_bin());
+        cmd.env("KUBECONFIG", &self.kubeconfig).args(args);
+        with_stdin(cmd, stdin)
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `timeout`; panics with `what` otherwise.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The `meshctl` binary of this build: `MESHCTL_BIN`, or beside the test executable's directory
+/// (`target/<profile>/meshctl`), where `cargo build -p meshctl` puts it.
+pub fn meshctl_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESHCTL_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("meshctl"))
+        .unwrap_or_default();
+    assert!(
+        candidate.exists(),
+        "{} not found: run `cargo build -p meshctl` first or set MESHCTL_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+fn with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("process runs")
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
