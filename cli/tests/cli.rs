@@ -124,17 +124,22 @@ fn manifest_generate_is_byte_identical_across_runs() {
         .all(|d| d["kind"].is_string() && d["metadata"]["name"].is_string()));
 }
 
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn manifest_generate_writes_one_file_per_component_and_removes_stale_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_str().expect("utf-8");
     let out = meshctl(&["manifest", "generate", "--profile", "demo", "-o", path]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut files: Vec<String> = std::fs::read_dir(dir.path())
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(dir.path());
     assert_eq!(
         files,
         [
@@ -151,11 +156,7 @@ fn manifest_generate_writes_one_file_per_component_and_removes_stale_ones() {
     std::fs::write(dir.path().join("notes.txt"), "mine").expect("user file");
     let out = meshctl(&["manifest", "generate", "--profile", "minimal", "-o", path]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut files: Vec<String> = std::fs::read_dir(dir.path())
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = file_names(dir.path());
     assert_eq!(
         files,
         ["00-base.yaml", "10-control-plane.yaml", "notes.txt"]

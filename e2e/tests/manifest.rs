@@ -42,18 +42,15 @@ fn demo_manifest_applies_server_side_and_its_workloads_come_up() {
     let yaml = stdout(&generated);
     // The CRDs are shared by every installation in the cluster and other tests applied them
     // with other owner labels; taking them over is what a second install with --force does.
-
-    let out = cluster.kubectl_with_stdin(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=e2e",
-            "-f",
-            "-",
-        ],
-        &yaml,
-    );
+    let apply = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=e2e",
+        "-f",
+        "-",
+    ];
+    let out = cluster.kubectl_with_stdin(&apply, &yaml);
     assert!(
         out.status.success(),
         "kubectl apply --server-side refused the demo manifest: {}",
@@ -63,17 +60,7 @@ fn demo_manifest_applies_server_side_and_its_workloads_come_up() {
     wait_for_deployments(&cluster, "e2e-demo", 7);
 
     // Applying the same bytes again changes nothing.
-    let again = cluster.kubectl_with_stdin(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=e2e",
-            "-f",
-            "-",
-        ],
-        &yaml,
-    );
+    let again = cluster.kubectl_with_stdin(&apply, &yaml);
     assert!(again.status.success(), "{}", stderr(&again));
     let changed: Vec<&str> = std::str::from_utf8(&again.stdout)
         .expect("utf-8")

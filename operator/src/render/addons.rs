@@ -328,23 +328,12 @@ fn kiali(ctx: &Context, spec: &AddonSpec, component: &Component) -> Vec<Value> {
         ),
         rule(
             &["networking.istio.io"],
-            &[
-                "virtualservices",
-                "destinationrules",
-                "gateways",
-                "serviceentries",
-                "sidecars",
-                "workloadentries",
-            ],
+            workload::ISTIO_NETWORKING_RESOURCES,
             &read,
         ),
         rule(
             &["security.istio.io"],
-            &[
-                "peerauthentications",
-                "authorizationpolicies",
-                "requestauthentications",
-            ],
+            workload::ISTIO_SECURITY_RESOURCES,
             &read,
         ),
         rule(

@@ -152,23 +152,12 @@ fn cluster_rules(ctx: &Context) -> Vec<Value> {
         rule(&["discovery.k8s.io"], &["endpointslices"], &read),
         rule(
             &["networking.istio.io"],
-            &[
-                "virtualservices",
-                "destinationrules",
-                "gateways",
-                "serviceentries",
-                "sidecars",
-                "workloadentries",
-            ],
+            workload::ISTIO_NETWORKING_RESOURCES,
             &read,
         ),
         rule(
             &["security.istio.io"],
-            &[
-                "peerauthentications",
-                "authorizationpolicies",
-                "requestauthentications",
-            ],
+            workload::ISTIO_SECURITY_RESOURCES,
             &read,
         ),
         rule(

@@ -287,6 +287,21 @@ pub fn field_env(name: &str, field_path: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}})
 }
 
+/// The Istio API kinds meshd reads and Kiali shows, by resource name.
+pub const ISTIO_NETWORKING_RESOURCES: &[&str] = &[
+    "virtualservices",
+    "destinationrules",
+    "gateways",
+    "serviceentries",
+    "sidecars",
+    "workloadentries",
+];
+pub const ISTIO_SECURITY_RESOURCES: &[&str] = &[
+    "peerauthentications",
+    "authorizationpolicies",
+    "requestauthentications",
+];
+
 /// A ClusterRole/Role rule.
 pub fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
