@@ -2,6 +2,7 @@
 
 mod commands;
 mod input_args;
+mod kube_client;
 mod output;
 
 use std::process::ExitCode;
@@ -27,6 +28,12 @@ enum Command {
     /// Render the Kubernetes objects of an installation without a cluster.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
+    /// Install the mesh into the cluster: the MeshInstall CRD, the operator and the MeshInstall.
+    Install(commands::install::InstallArgs),
+    /// Remove an installation from the cluster.
+    Uninstall(commands::uninstall::UninstallArgs),
+    /// Check that every object of an installation is in the cluster and ready.
+    VerifyInstall(commands::verify::VerifyArgs),
     /// Print the version of meshctl.
     Version(commands::version::VersionArgs),
 }
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Profile(cmd) => commands::profile::run(cmd),
         Command::Manifest(cmd) => commands::manifest::run(cmd),
+        Command::Install(args) => commands::install::run(args),
+        Command::Uninstall(args) => commands::uninstall::run(args),
+        Command::VerifyInstall(args) => commands::verify::run(args),
         Command::Version(args) => commands::version::run(args),
     };
     match result {

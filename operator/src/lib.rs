@@ -2,6 +2,7 @@
 //! values merged into one MeshInstall (`input`), and that MeshInstall rendered into the ordered
 //! Kubernetes objects of the mesh (`render`).
 
+pub mod controller;
 pub mod diff;
 pub mod error;
 pub mod input;

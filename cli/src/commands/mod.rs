@@ -1,3 +1,6 @@
+pub mod install;
 pub mod manifest;
 pub mod profile;
+pub mod uninstall;
+pub mod verify;
 pub mod version;

@@ -76,12 +76,12 @@ impl Target {
     }
 }
 
+/// The API of `kind` in `namespace`; without a namespace, across all namespaces (for lists).
 pub(crate) fn api_for(client: &Client, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
     let resource = kind.api_resource();
     match (kind.namespaced, namespace) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
-        (true, None) => Api::default_namespaced_with(client.clone(), &resource),
-        (false, _) => Api::all_with(client.clone(), &resource),
+        _ => Api::all_with(client.clone(), &resource),
     }
 }
 

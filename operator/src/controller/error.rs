@@ -54,7 +54,11 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn kube(action: &'static str, object: impl Into<String>, source: kube::Error) -> Self {
+    pub(crate) fn kube(
+        action: &'static str,
+        object: impl Into<String>,
+        source: kube::Error,
+    ) -> Self {
         Error::Kube {
             action,
             object: object.into(),

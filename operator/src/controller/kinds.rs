@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn api_versions() {
-        assert_eq!(by_kind("ConfigMap").map(Kind::api_version), Some("v1".into()));
+        assert_eq!(
+            by_kind("ConfigMap").map(Kind::api_version),
+            Some("v1".into())
+        );
         assert_eq!(
             by_kind("Deployment").map(Kind::api_version),
             Some("apps/v1".into())

@@ -138,7 +138,10 @@ impl Elector {
                 .lease_duration_seconds
                 .and_then(|s| u64::try_from(s).ok())
                 .map_or(self.config.lease_duration, Duration::from_secs);
-            let unchanged_since = self.observed.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+            let unchanged_since = self
+                .observed
+                .as_ref()
+                .map_or_else(Instant::now, |(_, t)| *t);
             if unchanged_since.elapsed() < duration {
                 return Ok(false);
             }

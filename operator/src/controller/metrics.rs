@@ -105,8 +105,14 @@ mod tests {
         m.observe_reconcile(Duration::from_millis(30), true);
         let text = m.encode();
         assert!(text.contains("mesh_operator_reconciles_total 1"), "{text}");
-        assert!(text.contains("mesh_operator_reconcile_errors_total 1"), "{text}");
-        assert!(text.contains("mesh_operator_reconcile_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("mesh_operator_reconcile_errors_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mesh_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
         assert!(text.contains("# EOF"), "{text}");
     }
 }

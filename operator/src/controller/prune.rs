@@ -83,7 +83,7 @@ pub async fn prune(
             {
                 continue;
             }
-            let display = match namespace {
+            let shown = match namespace {
                 Some(ns) => format!("{} {ns}/{name}", kind.kind),
                 None => format!("{} {name}", kind.kind),
             };
@@ -92,11 +92,11 @@ pub async fn prune(
                 .await
             {
                 Ok(_) => {
-                    info!(object = %display, "deleted");
-                    deleted.push(display);
+                    info!(object = %shown, "deleted");
+                    deleted.push(shown);
                 }
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(Error::kube("delete", display, e)),
+                Err(e) => return Err(Error::kube("delete", shown, e)),
             }
         }
     }

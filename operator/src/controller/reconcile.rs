@@ -8,11 +8,13 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
+use kube::runtime::controller::{
+    Action, Config as RuntimeConfig, Controller, Error as ControllerError,
+};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalized};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{metadata_watcher, watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use mesh_crds::MeshInstall;
 use tracing::{debug, info, warn};
@@ -102,13 +104,11 @@ impl Context {
 /// Delay after `failures` failures in a row.
 pub fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
-    BACKOFF_MIN
-        .saturating_mul(1u32 << exp)
-        .min(BACKOFF_MAX)
+    BACKOFF_MIN.saturating_mul(1u32 << exp).min(BACKOFF_MAX)
 }
 
 /// The MeshInstall an owned object points back to through its owner labels.
-fn owner_of(meta: &PartialObjectMeta<DynamicObject>) -> Option<ObjectRef<MeshInstall>> {
+fn owner_of(meta: PartialObjectMeta<DynamicObject>) -> Option<ObjectRef<MeshInstall>> {
     let labels = meta.metadata.labels.as_ref()?;
     let name = labels.get(LABEL_OWNER_NAME)?;
     let namespace = labels.get(LABEL_OWNER_NAMESPACE)?;
@@ -129,11 +129,14 @@ pub fn controller(client: &Client, config: &ControllerConfig) -> Controller<Mesh
         .with_config(RuntimeConfig::default().debounce(Duration::from_millis(500)));
     for kind in RENDERED {
         let resource = kind.api_resource();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let owned = metadata_watcher(api, watcher::Config::default().labels(&selector))
-            .default_backoff()
-            .touched_objects();
-        controller = controller.watches_stream_with(owned, owner_of, resource);
+        // Metadata only: the mapper needs the owner labels, nothing else.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &resource);
+        controller = controller.watches_with(
+            api,
+            resource,
+            watcher::Config::default().labels(&selector),
+            owner_of,
+        );
     }
     controller
 }
@@ -153,16 +156,23 @@ pub fn run_controller(
     drain(stream)
 }
 
-async fn drain<S, T, E>(stream: S)
+async fn drain<S, T>(stream: S)
 where
-    S: Stream<Item = Result<T, E>> + Send,
+    S: Stream<Item = Result<T, ControllerError<Error, watcher::Error>>> + Send,
     T: std::fmt::Debug,
-    E: std::fmt::Display,
 {
     stream
         .for_each(|result| async move {
             match result {
                 Ok(done) => debug!(?done, "reconciled"),
+                // error_policy has logged it.
+                Err(ControllerError::ReconcilerFailed(e, obj)) => {
+                    debug!(error = %e, object = %obj, "reconcile failed")
+                }
+                // An owned object changed after its MeshInstall was deleted: expected.
+                Err(ControllerError::ObjectNotFound(obj)) => {
+                    debug!(object = %obj, "MeshInstall gone")
+                }
                 Err(e) => warn!(error = %e, "controller"),
             }
         })
@@ -208,7 +218,11 @@ pub fn error_policy(install: Arc<MeshInstall>, error: &Error, ctx: Arc<Context>)
 
 fn owner(install: &MeshInstall) -> Result<Owner, Error> {
     Ok(Owner {
-        name: install.metadata.name.clone().ok_or(Error::MissingMetadata("name"))?,
+        name: install
+            .metadata
+            .name
+            .clone()
+            .ok_or(Error::MissingMetadata("name"))?,
         namespace: install
             .metadata
             .namespace

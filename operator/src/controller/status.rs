@@ -2,7 +2,7 @@
 //! worst component), a `Ready` condition and `observedGeneration`; written only when it changed,
 //! with an Event on each change of the overall phase.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -306,34 +306,42 @@ fn ready_condition(
     }
 }
 
-/// The merge patch taking `old` to `new`: components that disappeared are set to null (a merge
-/// patch would otherwise keep them).
-pub fn status_patch(old: Option<&MeshInstallStatus>, new: &MeshInstallStatus) -> Result<Value, Error> {
-    let mut status = serde_json::to_value(new)?;
-    let mut components = status
-        .get("components")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let kept: BTreeSet<&String> = new.components.keys().collect();
-    for gone in old
-        .map(|o| o.components.keys().filter(|k| !kept.contains(k)).collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        components.insert(gone.clone(), Value::Null);
-    }
-    if let Some(obj) = status.as_object_mut() {
-        obj.insert("components".to_owned(), Value::Object(components));
-        if new.conditions.is_empty() {
-            obj.insert("conditions".to_owned(), Value::Null);
-        }
-        if new.phase.is_none() {
-            obj.insert("phase".to_owned(), Value::Null);
-        }
-    }
+/// The merge patch taking `old` to `new`: whatever `old` has and `new` lacks (a component that
+/// went away, a message that no longer applies) is set to null, since a merge patch would
+/// otherwise keep it.
+pub fn status_patch(
+    old: Option<&MeshInstallStatus>,
+    new: &MeshInstallStatus,
+) -> Result<Value, Error> {
+    let new = serde_json::to_value(new)?;
+    let old = match old {
+        Some(o) => serde_json::to_value(o)?,
+        None => Value::Null,
+    };
     let mut patch = Map::new();
-    patch.insert("status".to_owned(), status);
+    patch.insert("status".to_owned(), merge_diff(&old, new));
     Ok(Value::Object(patch))
+}
+
+/// `new`, with a null for every key of `old` (recursively through objects) that `new` lacks.
+fn merge_diff(old: &Value, new: Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(mut new)) => {
+            for (key, old_value) in old {
+                match new.remove(key) {
+                    Some(new_value) => {
+                        let merged = merge_diff(old_value, new_value);
+                        new.insert(key.clone(), merged);
+                    }
+                    None => {
+                        new.insert(key.clone(), Value::Null);
+                    }
+                }
+            }
+            Value::Object(new)
+        }
+        (_, new) => new,
+    }
 }
 
 /// Writes `new` to the status subresource when it differs from what the object has, and emits
@@ -362,7 +370,13 @@ pub async fn publish(
     let patch = status_patch(old, &new)?;
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| Error::kube("write status of", format!("MeshInstall {namespace}/{name}"), e))?;
+        .map_err(|e| {
+            Error::kube(
+                "write status of",
+                format!("MeshInstall {namespace}/{name}"),
+                e,
+            )
+        })?;
 
     let old_phase = old.and_then(|o| o.phase);
     if old_phase != new.phase {
@@ -460,8 +474,10 @@ mod tests {
 
     #[test]
     fn unschedulable_pod() {
-        let p = pod(json!({"conditions": [{"type": "PodScheduled", "status": "False",
-            "message": "0/2 nodes are available: 2 Insufficient cpu."}]}));
+        let p = pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "message": "0/2 nodes are available: 2 Insufficient cpu."}]}),
+        );
         assert_eq!(
             pod_problem(&p).as_deref(),
             Some("unschedulable: 0/2 nodes are available: 2 Insufficient cpu.")
@@ -471,10 +487,19 @@ mod tests {
     #[test]
     fn overall_phase_is_the_worst() {
         let mut c = BTreeMap::new();
-        c.insert("base".into(), ComponentStatus { phase: Phase::Healthy, message: None });
+        c.insert(
+            "base".into(),
+            ComponentStatus {
+                phase: Phase::Healthy,
+                message: None,
+            },
+        );
         c.insert(
             "controlPlane".into(),
-            ComponentStatus { phase: Phase::Reconciling, message: Some("crash loop".into()) },
+            ComponentStatus {
+                phase: Phase::Reconciling,
+                message: Some("crash loop".into()),
+            },
         );
         let s = summarize(c.clone(), Some(2), None);
         assert_eq!(s.phase, Some(Phase::Reconciling));
@@ -483,16 +508,28 @@ mod tests {
         assert_eq!(s.conditions[0].message, "controlPlane: crash loop");
         c.insert(
             "addon/kiali".into(),
-            ComponentStatus { phase: Phase::Error, message: Some("missing permission".into()) },
+            ComponentStatus {
+                phase: Phase::Error,
+                message: Some("missing permission".into()),
+            },
         );
         assert_eq!(summarize(c, Some(2), None).phase, Some(Phase::Error));
-        assert_eq!(summarize(BTreeMap::new(), None, None).phase, Some(Phase::Healthy));
+        assert_eq!(
+            summarize(BTreeMap::new(), None, None).phase,
+            Some(Phase::Healthy)
+        );
     }
 
     #[test]
     fn transition_time_kept_while_status_unchanged() {
         let mut c = BTreeMap::new();
-        c.insert("base".into(), ComponentStatus { phase: Phase::Healthy, message: None });
+        c.insert(
+            "base".into(),
+            ComponentStatus {
+                phase: Phase::Healthy,
+                message: None,
+            },
+        );
         let mut first = summarize(c.clone(), Some(1), None);
         first.conditions[0].last_transition_time = Time(Timestamp::UNIX_EPOCH);
         let second = summarize(c, Some(1), Some(&first));
@@ -502,12 +539,35 @@ mod tests {
     #[test]
     fn patch_removes_vanished_components() {
         let mut old = MeshInstallStatus::default();
-        old.components.insert("egressGateway/x".into(), ComponentStatus::default());
-        old.components.insert("base".into(), ComponentStatus::default());
+        old.components
+            .insert("egressGateway/x".into(), ComponentStatus::default());
+        old.components
+            .insert("base".into(), ComponentStatus::default());
         let mut new = MeshInstallStatus::default();
-        new.components.insert("base".into(), ComponentStatus::default());
+        new.components
+            .insert("base".into(), ComponentStatus::default());
+        old.components.insert(
+            "controlPlane".into(),
+            ComponentStatus {
+                phase: Phase::Reconciling,
+                message: Some("crash loop".into()),
+            },
+        );
+        new.components
+            .insert("controlPlane".into(), ComponentStatus::default());
         let patch = status_patch(Some(&old), &new).unwrap();
-        assert_eq!(patch["status"]["components"]["egressGateway/x"], Value::Null);
+        assert_eq!(
+            patch["status"]["components"]["egressGateway/x"],
+            Value::Null
+        );
         assert!(patch["status"]["components"]["base"].is_object());
+        assert_eq!(
+            patch["status"]["components"]["controlPlane"]["message"],
+            Value::Null
+        );
+        assert_eq!(
+            patch["status"]["components"]["controlPlane"]["phase"],
+            "Pending"
+        );
     }
 }
