@@ -43,14 +43,20 @@ struct Operator {
 
 impl Operator {
     fn start(cluster: &Cluster) -> Operator {
-        let log =
-            std::env::temp_dir().join(format!("meshctl-e2e-operator-{}.log", std::process::id()));
+        Operator::start_in(cluster, NS)
+    }
+
+    fn start_in(cluster: &Cluster, ns: &str) -> Operator {
+        let log = std::env::temp_dir().join(format!(
+            "meshctl-e2e-operator-{ns}-{}.log",
+            std::process::id()
+        ));
         let file = std::fs::File::create(&log).expect("operator log file");
         let err = file.try_clone().expect("operator log file");
         let child = Command::new(operator_bin())
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
-            .args(["--namespace", NS, "--watch-namespace", NS])
+            .args(["--namespace", ns, "--watch-namespace", ns])
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{}", free_port()))
             .stdin(Stdio::null())
@@ -476,4 +482,53 @@ fn a_missing_permission_is_named_and_nothing_is_applied() {
             .success(),
         "something was applied"
     );
+}
+
+/// A component that cannot become ready makes install give up at the readiness timeout, naming
+/// the component and why (from its pods), with a non-zero exit.
+#[test]
+fn a_readiness_timeout_names_the_component_and_why() {
+    let cluster = Cluster::from_env();
+    let ns = "e2e-timeout";
+    let _operator = Operator::start_in(&cluster, ns);
+    let started = Instant::now();
+    let out = cluster.meshctl(
+        &[
+            "install",
+            "--profile",
+            "minimal",
+            "-y",
+            "--readiness-timeout",
+            "20s",
+            // A revision of its own, so its uninstall cannot touch the other test's `default`.
+            "-r",
+            "timeout",
+            "--set",
+            "namespace=e2e-timeout",
+            // The CRDs belong to the other test's installation; this one leaves them alone.
+            "--set",
+            "components.base.enabled=false",
+            "--set",
+            "components.controlPlane.k8s.nodeSelector.no-such-node=true",
+        ],
+        "",
+    );
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {err}",
+        stdout(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = format!("{}{err}", stdout(&out));
+    assert!(text.contains("controlPlane"), "{text}");
+    assert!(text.to_lowercase().contains("unschedulable"), "{text}");
+
+    let out = cluster.meshctl(&["uninstall", "-r", "timeout", "-y"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
 }
