@@ -8,6 +8,7 @@
 #   e2e/cluster.sh kubeconfig  print the admin kubeconfig path
 #   e2e/cluster.sh down        stop everything and remove the state directory
 #   e2e/cluster.sh bindir      print the directory holding the built binaries
+#   e2e/cluster.sh restart-apiserver  stop kube-apiserver and start it again, same flags
 #   e2e/cluster.sh kubectl ARGS...  run the built kubectl against the cluster
 #
 # See e2e/README.md for environment variables, ports and timings.
@@ -519,9 +520,29 @@ cmd_kubeconfig() {
   [[ -f $KUBECONFIG_PATH ]] || { log "note: cluster is not up ($KUBECONFIG_PATH does not exist)"; return 1; }
 }
 
+# For fault tests: clients must ride out an API server that goes away and comes back.
+cmd_restart_apiserver() {
+  lock
+  is_running kube-apiserver || die "kube-apiserver is not running; start the cluster with '$0 up'"
+  local pid args=()
+  pid=$(pid_of kube-apiserver)
+  # The flags it runs with, minus argv[0], so the restart is exactly the same server.
+  mapfile -d '' -t args < "/proc/$pid/cmdline"
+  log "stopping kube-apiserver (pid $pid)"
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    (( SECONDS < deadline )) || { kill -KILL "$pid" 2>/dev/null || true; break; }
+    sleep 0.2
+  done
+  start kube-apiserver "${args[@]:1}"
+  wait_until kube-apiserver "kube-apiserver /readyz" probe kube-apiserver
+  log "kube-apiserver restarted"
+}
+
 # -------------------------------------------------------------------- main ---
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -540,6 +561,7 @@ main() {
     status) cmd_status ;;
     kubeconfig) cmd_kubeconfig ;;
     bindir) echo "$BIN_DIR" ;;
+    restart-apiserver) cmd_restart_apiserver ;;
     *) usage ;;
   esac
 }

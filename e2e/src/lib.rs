@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The running cluster, found through `MESHCTL_E2E_KUBECONFIG`.
@@ -143,4 +143,76 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `mesh-operator` binary of this build: `MESH_OPERATOR_BIN`, or beside `meshctl`, where
+/// `cargo build -p meshctl-operator` puts it.
+pub fn operator_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESH_OPERATOR_BIN") {
+        return PathBuf::from(bin);
+    }
+    let candidate = meshctl_bin().with_file_name("mesh-operator");
+    assert!(
+        candidate.exists(),
+        "{} not found: run `cargo build -p meshctl-operator` first or set MESH_OPERATOR_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// The operator as a local process for a test's lifetime: kwok only fakes the in-cluster
+/// replica's pod, so the local process holds the Lease and reconciles. Its log is printed when
+/// the test fails.
+pub struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    /// Starts mesh-operator for the MeshInstalls of `ns`, its Lease in `ns` too.
+    pub fn start_in(cluster: &Cluster, ns: &str) -> Operator {
+        let log = std::env::temp_dir().join(format!(
+            "meshctl-e2e-operator-{ns}-{}.log",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let err = file.try_clone().expect("operator log file");
+        let child = Command::new(operator_bin())
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(["--namespace", ns, "--watch-namespace", ns])
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start mesh-operator");
+        Operator { child, log }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            eprintln!(
+                "--- last lines of the operator log ({}):",
+                self.log.display()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }

@@ -4,87 +4,13 @@
 //! Everything lives in the namespace `e2e-install`, so this file does not meet the namespaces of
 //! `manifest.rs` when both run against the same cluster.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mesh_e2e::{meshctl_bin, stderr, stdout, wait_for, Cluster};
+use mesh_e2e::{free_port, meshctl_bin, stderr, stdout, wait_for, Cluster, Operator};
 
 const NS: &str = "e2e-install";
 const NS_SET: &str = "namespace=e2e-install";
-
-/// The `mesh-operator` binary of this build: `MESH_OPERATOR_BIN`, or beside `meshctl`, where
-/// `cargo build -p meshctl-operator` puts it.
-fn operator_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("MESH_OPERATOR_BIN") {
-        return PathBuf::from(bin);
-    }
-    let candidate = meshctl_bin().with_file_name("mesh-operator");
-    assert!(
-        candidate.exists(),
-        "{} not found: run `cargo build -p meshctl-operator` first or set MESH_OPERATOR_BIN",
-        candidate.display()
-    );
-    candidate
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
-}
-
-/// The operator as a local process for the test's lifetime.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(cluster: &Cluster) -> Operator {
-        Operator::start_in(cluster, NS)
-    }
-
-    fn start_in(cluster: &Cluster, ns: &str) -> Operator {
-        let log = std::env::temp_dir().join(format!(
-            "meshctl-e2e-operator-{ns}-{}.log",
-            std::process::id()
-        ));
-        let file = std::fs::File::create(&log).expect("operator log file");
-        let err = file.try_clone().expect("operator log file");
-        let child = Command::new(operator_bin())
-            .arg("--kubeconfig")
-            .arg(&cluster.kubeconfig)
-            .args(["--namespace", ns, "--watch-namespace", ns])
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .expect("start mesh-operator");
-        Operator { child, log }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            eprintln!(
-                "--- last lines of the operator log ({}):",
-                self.log.display()
-            );
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
 
 fn ok(out: &std::process::Output, what: &str) -> String {
     assert!(
@@ -143,7 +69,7 @@ fn namespace_exists(cluster: &Cluster) -> bool {
 #[test]
 fn install_verify_reinstall_diff_prune_and_uninstall() {
     let cluster = Cluster::from_env();
-    let _operator = Operator::start(&cluster);
+    let _operator = Operator::start_in(&cluster, NS);
 
     // Leftovers of an earlier, interrupted run.
     let _ = cluster.meshctl(&["uninstall", "-y"], "");
