@@ -34,6 +34,10 @@ enum Command {
     Uninstall(commands::uninstall::UninstallArgs),
     /// Check that every object of an installation is in the cluster and ready.
     VerifyInstall(commands::verify::VerifyArgs),
+    /// Open a mesh UI (Kiali, Grafana, Prometheus, Jaeger, Zipkin, a sidecar's admin page)
+    /// through a port-forward via the API server.
+    #[command(subcommand)]
+    Dashboard(commands::dashboard::DashboardCommand),
     /// Print the version of meshctl.
     Version(commands::version::VersionArgs),
 }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Install(args) => commands::install::run(args),
         Command::Uninstall(args) => commands::uninstall::run(args),
         Command::VerifyInstall(args) => commands::verify::run(args),
+        Command::Dashboard(cmd) => commands::dashboard::run(cmd),
         Command::Version(args) => commands::version::run(args),
     };
     match result {

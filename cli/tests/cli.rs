@@ -216,3 +216,36 @@ fn version_prints_the_version() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     assert_eq!(json["clientVersion"]["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn dashboard_usage_errors_exit_2() {
+    for args in [
+        &["dashboard"][..],
+        &["dashboard", "nosuchui"],
+        &["dashboard", "proxy"],
+        &["dashboard", "proxy", "web", "-l", "app=web"],
+        &["dashboard", "kiali", "--browser=maybe"],
+        &["dashboard", "kiali", "-p", "70000"],
+    ] {
+        let out = meshctl(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn dashboard_without_a_cluster_says_where_it_looked() {
+    let out = meshctl(&[
+        "dashboard",
+        "kiali",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("cannot read kubeconfig /nonexistent/kubeconfig"),
+        "{}",
+        stderr(&out)
+    );
+}

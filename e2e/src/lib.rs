@@ -3,6 +3,8 @@
 //! The tests talk to the cluster the way a user does: through the `meshctl` binary and the
 //! `kubectl` built with the cluster, each run as a real process.
 
+pub mod dashboard;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,3 +1,4 @@
+pub mod dashboard;
 pub mod install;
 pub mod manifest;
 pub mod profile;
