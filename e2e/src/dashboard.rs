@@ -24,29 +24,33 @@ pub fn ensure_namespace(cluster: &Cluster, ns: &str) {
 /// Applies the ServiceAccount and Deployment that `meshctl manifest generate <args>` renders for
 /// add-on `addon` into namespace `ns`: the pods carry exactly the labels the renderer gives them.
 pub fn apply_add_on(cluster: &Cluster, args: &[&str], ns: &str, addon: &str) {
+    apply_component(cluster, args, ns, &format!("addon-{addon}"));
+}
+
+/// `apply_add_on` for any component (`control-plane`, `addon-kiali`, ...).
+pub fn apply_component(cluster: &Cluster, args: &[&str], ns: &str, component: &str) {
     let set = format!("namespace={ns}");
     let mut full = vec!["manifest", "generate", "--set", &set];
     full.extend_from_slice(args);
     let out = cluster.meshctl(&full, "");
     assert!(out.status.success(), "manifest generate: {}", stderr(&out));
-    let component = format!("addon-{addon}");
     let mut items = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_slice(&out.stdout) {
         let object = Value::deserialize(doc).expect("meshctl prints YAML");
         let kind = object["kind"].as_str().unwrap_or_default();
         let label = &object["metadata"]["labels"]["install.meshctl.dev/component"];
-        if label == component.as_str() && matches!(kind, "ServiceAccount" | "Deployment") {
+        if label == component && matches!(kind, "ServiceAccount" | "Deployment") {
             items.push(object);
         }
     }
     assert_eq!(
         items.len(),
         2,
-        "a ServiceAccount and a Deployment for {addon}"
+        "a ServiceAccount and a Deployment for {component}"
     );
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
     let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], &list.to_string());
-    assert!(out.status.success(), "apply {addon}: {}", stderr(&out));
+    assert!(out.status.success(), "apply {component}: {}", stderr(&out));
 }
 
 /// Names of the Ready pods matching `selector` in `ns`, not being deleted.
@@ -198,17 +202,35 @@ pub struct Failed {
 impl Dashboard {
     /// Starts it with `--browser=false` and waits for the URL on stdout.
     pub fn start(cluster: &Cluster, args: &[&str]) -> Result<Dashboard, Failed> {
+        let mut all = args.to_vec();
+        all.push("--browser=false");
+        Dashboard::start_with(cluster, &all, &[])
+    }
+
+    /// Starts it with `args` and extra environment variables (an empty value removes one).
+    pub fn start_with(
+        cluster: &Cluster,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Dashboard, Failed> {
         let stderr_path = std::env::temp_dir().join(format!(
             "meshctl-e2e-dashboard-{}-{}.log",
             std::process::id(),
             crate::free_port()
         ));
         let file = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(meshctl_bin())
+        let mut command = Command::new(meshctl_bin());
+        for (key, value) in env {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        let mut child = command
             .env("KUBECONFIG", &cluster.kubeconfig)
             .arg("dashboard")
             .args(args)
-            .arg("--browser=false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(file)

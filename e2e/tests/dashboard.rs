@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{
-    apply_add_on, apply_port_forward, dashboard_fails, ensure_namespace, get, ready_pods,
-    serve_text, wait_for_ready_pod, Dashboard,
+    apply_add_on, apply_component, apply_port_forward, dashboard_fails, ensure_namespace, get,
+    ready_pods, serve_text, wait_for_ready_pod, Dashboard,
 };
 use mesh_e2e::{free_port, repo_root, wait_for, Cluster};
 
@@ -231,4 +231,65 @@ fn errors_say_what_is_wrong_and_what_to_do() {
         failed.stderr
     );
     assert!(failed.stderr.contains("-p PORT"), "{}", failed.stderr);
+}
+
+#[test]
+fn controlz_finds_meshd_and_the_browser_gets_the_url() {
+    let cluster = Cluster::from_env();
+    let ns = "e2e-dashboard-controlz";
+    ensure_namespace(&cluster, ns);
+    apply_component(&cluster, &["--profile", "minimal"], ns, "control-plane");
+    let pod = wait_for_ready_pod(&cluster, ns, "app=meshd", "");
+    apply_port_forward(&cluster, ns, &pod, 8080, serve_text("controlz"));
+
+    // A stand-in `xdg-open` records what it was asked to open, as a desktop's would open it.
+    let bin = tempfile_dir("xdg-open");
+    let opened = bin.join("opened");
+    let script = bin.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .expect("write xdg-open");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod xdg-open");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let port = free_port().to_string();
+    let dashboard = Dashboard::start_with(
+        &cluster,
+        &["controlz", "-n", ns, "-p", &port],
+        &[("PATH", &path), ("DISPLAY", ":99"), ("WAYLAND_DISPLAY", "")],
+    )
+    .unwrap_or_else(|f| panic!("dashboard controlz: {f:?}"));
+    assert_eq!(get(&dashboard.url).as_deref(), Ok("controlz"));
+    let url = wait_for("the browser to be asked", Duration::from_secs(10), || {
+        std::fs::read_to_string(&opened).ok()
+    });
+    assert_eq!(url.trim(), dashboard.url);
+
+    // No display: nothing is opened, and it says so.
+    let port = free_port().to_string();
+    let headless = Dashboard::start_with(
+        &cluster,
+        &["controlz", "-n", ns, "-p", &port],
+        &[("DISPLAY", ""), ("WAYLAND_DISPLAY", "")],
+    )
+    .unwrap_or_else(|f| panic!("dashboard controlz: {f:?}"));
+    wait_for("the no-display note", Duration::from_secs(10), || {
+        headless
+            .stderr()
+            .contains("no display to open a browser on")
+            .then_some(())
+    });
+}
+
+/// A fresh directory under the system temp dir, unique to this process.
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshctl-e2e-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
