@@ -34,6 +34,8 @@ enum Command {
     Uninstall(commands::uninstall::UninstallArgs),
     /// Check that every object of an installation is in the cluster and ready.
     VerifyInstall(commands::verify::VerifyArgs),
+    /// Add the sidecar to the workloads of a manifest (offline by default).
+    KubeInject(commands::kube_inject::KubeInjectArgs),
     /// Open a mesh UI (Kiali, Grafana, Prometheus, Jaeger, Zipkin, a sidecar's admin page)
     /// through a port-forward via the API server.
     #[command(subcommand)]
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Install(args) => commands::install::run(args),
         Command::Uninstall(args) => commands::uninstall::run(args),
         Command::VerifyInstall(args) => commands::verify::run(args),
+        Command::KubeInject(args) => commands::kube_inject::run(args),
         Command::Dashboard(cmd) => commands::dashboard::run(cmd),
         Command::Version(args) => commands::version::run(args),
     };

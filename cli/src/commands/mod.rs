@@ -1,5 +1,6 @@
 pub mod dashboard;
 pub mod install;
+pub mod kube_inject;
 pub mod manifest;
 pub mod profile;
 pub mod uninstall;
