@@ -83,9 +83,8 @@ pub fn split(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut first_line = 1;
-    let mut line_no = 1;
     let mut offset = 0;
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1..).zip(text.split_inclusive('\n')) {
         let content = line.trim_end_matches(['\n', '\r']);
         if content == "---" || content.starts_with("--- ") || content.starts_with("---\t") {
             docs.push(Document {
@@ -103,7 +102,6 @@ pub fn split(text: &str) -> Vec<Document<'_>> {
             }
         }
         offset += line.len();
-        line_no += 1;
     }
     docs.push(Document {
         text: &text[start..],
