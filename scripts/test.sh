@@ -25,6 +25,17 @@ done
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
 go version
+# mesh-proxy's capture tests load real iptables rules into network namespaces.
+if ! command -v iptables-restore >/dev/null 2>&1; then
+  echo "installing iptables (Debian package) for the capture tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q iptables >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q iptables >/dev/null; } || {
+    echo "error: iptables is missing and could not be installed; install it (apt-get install iptables)" >&2
+    exit 1
+  }
+fi
+iptables --version
 
 if [ "$run_e2e" = 1 ]; then
   # The cluster build is the slowest step of a cold run: start it now, beside the Rust build.

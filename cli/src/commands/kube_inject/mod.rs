@@ -90,8 +90,13 @@ pub fn run(args: KubeInjectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The output file is replaced whole or not at all.
+/// The output file is replaced whole or not at all. Devices and pipes (`-o /dev/stdout`) are
+/// written directly: renaming over them would replace the device node.
 fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(path, text)
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()));
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""kube-inject on large manifests: meshctl next to a peer measured in the same run.
+
+The peer is `kubectl kustomize` (the kubectl built by e2e/cluster.sh) adding an annotation to
+every document of the same file: the Go toolchain's own parse-transform-print of a manifest.
+istioctl itself cannot be built here: the Go module proxy refuses istio.io/istio's versions
+(it has no semver tags) and their istio.io/api pseudo-versions (403).
+
+Reports, per size: best-of-3 wall time and peak RSS for both, their ratios, and RSS growth
+against document count (linear means RSS per 1,000 documents stays flat).
+
+  bench/kube_inject.py [--sizes 2500,5000,10000,20000] [--meshctl PATH] [--kubectl PATH]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def manifest(documents):
+    """A mesh of small services: Deployment, Service, ConfigMap, ServiceAccount each."""
+    parts = []
+    for i in range(documents // 4):
+        name = f"svc-{i:05d}"
+        parts.append(f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: team-{i % 50}
+  labels: {{app: {name}, version: v1}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: {name}, version: v1}}
+  template:
+    metadata:
+      labels: {{app: {name}, version: v1}}
+      annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8080"}}
+    spec:
+      serviceAccountName: {name}
+      containers:
+      - name: app
+        image: registry.example.com/{name}:1.0.{i}
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{httpGet: {{path: /ready, port: http}}, periodSeconds: 5}}
+        resources: {{requests: {{cpu: 50m, memory: 64Mi}}}}""")
+        parts.append(f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: team-{i % 50}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]""")
+        parts.append(f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}-config, namespace: team-{i % 50}}}
+data: {{LOG_LEVEL: info, UPSTREAM: "http://svc-{(i + 1):05d}"}}""")
+        parts.append(f"""apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}, namespace: team-{i % 50}}}""")
+    return "\n---\n".join(parts) + "\n"
+
+
+def measure(cmd, cwd=None):
+    """Wall seconds and peak RSS (KiB) of one run, output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+    return wall, usage.ru_maxrss
+
+
+def best(cmd, cwd=None, runs=3):
+    results = [measure(cmd, cwd) for _ in range(runs)]
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="2500,5000,10000,20000")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/meshctl/target"))
+    parser.add_argument("--meshctl", default=os.path.join(target, "release/meshctl"))
+    parser.add_argument("--kubectl", default=None)
+    args = parser.parse_args()
+    kubectl = args.kubectl
+    if kubectl is None:
+        bindir = subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "bindir"],
+                                capture_output=True, text=True).stdout.strip()
+        kubectl = os.path.join(bindir, "kubectl")
+    for tool in (args.meshctl, kubectl):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{tool} is missing: cargo build --release -p meshctl; e2e/cluster.sh build")
+
+    work = tempfile.mkdtemp(prefix="meshctl-bench-")
+    env_cmd = ["env", "KUBECONFIG=/nonexistent"]
+    print(f"{'docs':>6} {'meshctl s':>10} {'kustomize s':>12} {'time ratio':>10} "
+          f"{'meshctl MiB':>12} {'kustomize MiB':>14} {'RSS ratio':>9} {'meshctl KiB/1k docs':>19}")
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            path = os.path.join(work, f"mesh-{size}.yaml")
+            with open(path, "w") as f:
+                f.write(manifest(size))
+            kdir = os.path.join(work, f"k-{size}")
+            os.makedirs(kdir, exist_ok=True)
+            shutil.copy(path, os.path.join(kdir, "mesh.yaml"))
+            with open(os.path.join(kdir, "kustomization.yaml"), "w") as f:
+                f.write("resources: [mesh.yaml]\ncommonAnnotations: {sidecar.istio.io/status: bench}\n")
+            ours = best(env_cmd + [args.meshctl, "kube-inject", "--profile", "default", "-f", path])
+            peer = best([kubectl, "kustomize", kdir])
+            print(f"{size:>6} {ours[0]:>10.3f} {peer[0]:>12.3f} {ours[0] / peer[0]:>10.2f} "
+                  f"{ours[1] / 1024:>12.1f} {peer[1] / 1024:>14.1f} {ours[1] / peer[1]:>9.2f} "
+                  f"{ours[1] * 1000 / size:>19.0f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
