@@ -106,6 +106,15 @@ fn the_mesh_namespace_comes_from_the_installed_mesh_install() {
     assert!(dashboard
         .stderr()
         .contains(&format!("to pod {mesh_ns}/{pod} port 9411")));
+    // Other tests list every MeshInstall in the cluster; this one must not linger for them.
+    let _ = cluster.kubectl(&[
+        "delete",
+        "meshinstall",
+        "dashboard",
+        "-n",
+        owner_ns,
+        "--wait=false",
+    ]);
 }
 
 #[test]

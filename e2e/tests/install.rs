@@ -304,7 +304,7 @@ fn install_verify_reinstall_diff_prune_and_uninstall() {
         let out = cluster.kubectl(&["get", kind, name]);
         assert!(!out.status.success(), "{kind} {name} is still there");
     }
-    let out = cluster.kubectl(&["get", "meshinstalls", "-A", "-o", "name"]);
+    let out = cluster.kubectl(&["get", "meshinstalls", "-n", NS, "-o", "name"]);
     assert!(stdout(&out).trim().is_empty(), "{}", stdout(&out));
 }
 

@@ -120,7 +120,8 @@ async fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
         println!("✔ MeshInstall {ns}/{name} deleted");
     }
 
-    // The operator goes only when no MeshInstall is left for it to manage.
+    // Each install namespace has its own operator, watching only that namespace: it goes when
+    // no MeshInstall is left there for it to manage.
     let remaining = if crd_exists {
         let all: Api<MeshInstall> = Api::all(client.clone());
         all.list(&ListParams::default())
@@ -130,32 +131,40 @@ async fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    if remaining.is_empty() {
-        let operator_namespaces: Vec<String> = if namespaces.is_empty() {
-            find_operator_namespaces(&client).await?
-        } else {
-            namespaces.iter().cloned().collect()
-        };
-        for ns in &operator_namespaces {
+    let operator_namespaces: Vec<String> = if namespaces.is_empty() {
+        find_operator_namespaces(&client).await?
+    } else {
+        namespaces.iter().cloned().collect()
+    };
+    for ns in &operator_namespaces {
+        let left: Vec<String> = remaining
+            .iter()
+            .filter(|mi| mi.namespace().as_deref() == Some(ns.as_str()))
+            .map(|mi| format!("{ns}/{}", mi.name_any()))
+            .collect();
+        if left.is_empty() {
             delete_operator(&client, ns, args.purge).await?;
+        } else {
+            eprintln!(
+                "keeping the operator in {ns}: {} other MeshInstall(s) remain there ({})",
+                left.len(),
+                left.join(", ")
+            );
         }
-        if args.purge && crd_exists {
+    }
+    if args.purge && crd_exists {
+        if remaining.is_empty() {
             delete_ignoring_missing(
                 &crds.delete(MESHINSTALL_CRD, &DeleteParams::default()).await,
                 &format!("CustomResourceDefinition {MESHINSTALL_CRD}"),
             )?;
             println!("✔ CustomResourceDefinition {MESHINSTALL_CRD} deleted");
+        } else {
+            eprintln!(
+                "keeping CustomResourceDefinition {MESHINSTALL_CRD}: {} MeshInstall(s) remain",
+                remaining.len()
+            );
         }
-    } else {
-        eprintln!(
-            "keeping the operator: {} other MeshInstall(s) remain ({})",
-            remaining.len(),
-            remaining
-                .iter()
-                .map(|mi| format!("{}/{}", mi.namespace().unwrap_or_default(), mi.name_any()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
     }
     warn_injected_pods(&client).await;
     println!("✔ uninstalled in {:.1}s", started.elapsed().as_secs_f64());

@@ -93,6 +93,10 @@ pub fn operator_manifests(namespace: &str, image: &str) -> Vec<Value> {
                             "args": [
                                 format!("--metrics-addr=0.0.0.0:{METRICS_PORT}"),
                                 "--leader-election=true",
+                                // One operator per install namespace: each reconciles only
+                                // the MeshInstalls beside it, so installs in two namespaces
+                                // never have two operators fighting over one object.
+                                format!("--watch-namespace={namespace}"),
                             ],
                             "env": [
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
