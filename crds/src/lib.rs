@@ -3,6 +3,7 @@
 
 pub mod istio;
 pub mod meshinstall;
+pub mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
