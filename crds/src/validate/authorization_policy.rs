@@ -54,7 +54,10 @@ pub(super) fn validate(policy: &AuthorizationPolicySpec, context: &Context, issu
         AuthorizationAction::Custom => check_custom(policy, &spec, issues),
         _ if policy.provider.is_some() => issues.error(
             &spec.field("provider"),
-            format!("`provider` must not be with non CUSTOM action, found {}", action_name(action)),
+            format!(
+                "`provider` must not be with non CUSTOM action, found {}",
+                action_name(action)
+            ),
         ),
         _ => {}
     }
@@ -93,13 +96,24 @@ fn check_dry_run(action: AuthorizationAction, context: &Context, issues: &mut Is
     let at = FieldPath::root("metadata")
         .field("annotations")
         .key(DRY_RUN_ANNOTATION);
-    if !matches!(action, AuthorizationAction::Allow | AuthorizationAction::Deny) {
+    if !matches!(
+        action,
+        AuthorizationAction::Allow | AuthorizationAction::Deny
+    ) {
         issues.error(
             &at,
             format!("the annotation {DRY_RUN_ANNOTATION} currently only supports action ALLOW/DENY, found action {}", action_name(action)),
         );
-    } else if !matches!(*value, "true" | "false" | "True" | "False" | "TRUE" | "FALSE" | "1" | "0" | "t" | "f" | "T" | "F") {
-        issues.error(&at, format!("annotation {DRY_RUN_ANNOTATION} with invalid value ({value}): use true or false"));
+    } else if !matches!(
+        *value,
+        "true" | "false" | "True" | "False" | "TRUE" | "FALSE" | "1" | "0" | "t" | "f" | "T" | "F"
+    ) {
+        issues.error(
+            &at,
+            format!(
+                "annotation {DRY_RUN_ANNOTATION} with invalid value ({value}): use true or false"
+            ),
+        );
     }
 }
 
@@ -134,14 +148,19 @@ fn check_custom(policy: &AuthorizationPolicySpec, spec: &FieldPath, issues: &mut
             ];
             for (values, field) in unsupported {
                 if values.as_ref().is_some_and(|v| !v.is_empty()) {
-                    issues.error(&at.field(field), format!("{field} is currently not supported with CUSTOM action"));
+                    issues.error(
+                        &at.field(field),
+                        format!("{field} is currently not supported with CUSTOM action"),
+                    );
                 }
             }
         }
         for (j, condition) in rule.when.iter().flatten().enumerate() {
             let key = condition.key.as_str();
-            if matches!(key, "source.namespace" | "source.serviceAccount" | "source.principal")
-                || key.starts_with("request.auth.")
+            if matches!(
+                key,
+                "source.namespace" | "source.serviceAccount" | "source.principal"
+            ) || key.starts_with("request.auth.")
             {
                 issues.error(
                     &at.field("when").index(j).field("key"),
@@ -161,7 +180,10 @@ fn check_rule(rule: &Rule, at: &FieldPath, issues: &mut Issues) {
         (rule.when.as_ref().is_some_and(Vec::is_empty), "when"),
     ] {
         if list_empty {
-            issues.error(&at.field(field), format!("`{field}` must not be empty: leave it out to match everything"));
+            issues.error(
+                &at.field(field),
+                format!("`{field}` must not be empty: leave it out to match everything"),
+            );
         }
     }
     for (i, from) in rule.from.iter().flatten().enumerate() {
@@ -184,7 +206,12 @@ fn check_rule(rule: &Rule, at: &FieldPath, issues: &mut Issues) {
 }
 
 /// Checks a list of values: none empty, each of the given kind.
-fn check_values(values: &Option<Vec<String>>, kind: ValueKind, at: &FieldPath, issues: &mut Issues) {
+fn check_values(
+    values: &Option<Vec<String>>,
+    kind: ValueKind,
+    at: &FieldPath,
+    issues: &mut Issues,
+) {
     for (i, value) in values.iter().flatten().enumerate() {
         let at = at.index(i);
         if value.is_empty() {
@@ -210,24 +237,38 @@ fn check_service_account(value: &str) -> Result<(), String> {
         return Err(format!("wildcard not allowed in service account {value:?}"));
     }
     if value.len() > 320 {
-        return Err(format!("service account {value:?} cannot exceed 320 characters"));
+        return Err(format!(
+            "service account {value:?} cannot exceed 320 characters"
+        ));
     }
     let parts: Vec<&str> = value.split('/').collect();
     if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("expected format 'serviceAccount' or 'namespace/serviceAccount', found {value:?}"));
+        return Err(format!(
+            "expected format 'serviceAccount' or 'namespace/serviceAccount', found {value:?}"
+        ));
     }
     Ok(())
 }
 
 fn has_any(values: &[&Option<Vec<String>>]) -> bool {
-    values.iter().any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+    values
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
 }
 
 fn check_source(source: &Source, at: &FieldPath, issues: &mut Issues) {
-    let identities = [&source.principals, &source.not_principals, &source.namespaces, &source.not_namespaces];
+    let identities = [
+        &source.principals,
+        &source.not_principals,
+        &source.namespaces,
+        &source.not_namespaces,
+    ];
     let accounts = [&source.service_accounts, &source.not_service_accounts];
     if has_any(&identities) && has_any(&accounts) {
-        issues.error(at, "cannot set serviceAccounts with namespaces or principals");
+        issues.error(
+            at,
+            "cannot set serviceAccounts with namespaces or principals",
+        );
     }
     let all = [
         &source.principals,
@@ -249,16 +290,40 @@ fn check_source(source: &Source, at: &FieldPath, issues: &mut Issues) {
     let fields = [
         (&source.principals, "principals", ValueKind::Text),
         (&source.not_principals, "notPrincipals", ValueKind::Text),
-        (&source.request_principals, "requestPrincipals", ValueKind::Text),
-        (&source.not_request_principals, "notRequestPrincipals", ValueKind::Text),
+        (
+            &source.request_principals,
+            "requestPrincipals",
+            ValueKind::Text,
+        ),
+        (
+            &source.not_request_principals,
+            "notRequestPrincipals",
+            ValueKind::Text,
+        ),
         (&source.namespaces, "namespaces", ValueKind::Text),
         (&source.not_namespaces, "notNamespaces", ValueKind::Text),
-        (&source.service_accounts, "serviceAccounts", ValueKind::ServiceAccount),
-        (&source.not_service_accounts, "notServiceAccounts", ValueKind::ServiceAccount),
+        (
+            &source.service_accounts,
+            "serviceAccounts",
+            ValueKind::ServiceAccount,
+        ),
+        (
+            &source.not_service_accounts,
+            "notServiceAccounts",
+            ValueKind::ServiceAccount,
+        ),
         (&source.ip_blocks, "ipBlocks", ValueKind::IpBlock),
         (&source.not_ip_blocks, "notIpBlocks", ValueKind::IpBlock),
-        (&source.remote_ip_blocks, "remoteIpBlocks", ValueKind::IpBlock),
-        (&source.not_remote_ip_blocks, "notRemoteIpBlocks", ValueKind::IpBlock),
+        (
+            &source.remote_ip_blocks,
+            "remoteIpBlocks",
+            ValueKind::IpBlock,
+        ),
+        (
+            &source.not_remote_ip_blocks,
+            "notRemoteIpBlocks",
+            ValueKind::IpBlock,
+        ),
     ];
     for (values, field, kind) in fields {
         check_values(values, kind, &at.field(field), issues);
@@ -279,10 +344,16 @@ fn check_operation(operation: &Operation, at: &FieldPath, issues: &mut Issues) {
     if !has_any(&all) {
         issues.error(at, "`to.operation` must not be empty");
     }
-    for (values, field) in [(&operation.ports, "ports"), (&operation.not_ports, "notPorts")] {
+    for (values, field) in [
+        (&operation.ports, "ports"),
+        (&operation.not_ports, "notPorts"),
+    ] {
         check_values(values, ValueKind::Port, &at.field(field), issues);
     }
-    for (values, field) in [(&operation.methods, "methods"), (&operation.not_methods, "notMethods")] {
+    for (values, field) in [
+        (&operation.methods, "methods"),
+        (&operation.not_methods, "notMethods"),
+    ] {
         for (i, method) in values.iter().flatten().enumerate() {
             let at = at.field(field).index(i);
             if method.is_empty() {
@@ -292,12 +363,18 @@ fn check_operation(operation: &Operation, at: &FieldPath, issues: &mut Issues) {
             }
         }
     }
-    for (values, field) in [(&operation.hosts, "hosts"), (&operation.not_hosts, "notHosts")] {
+    for (values, field) in [
+        (&operation.hosts, "hosts"),
+        (&operation.not_hosts, "notHosts"),
+    ] {
         for (i, host) in values.iter().flatten().enumerate() {
             issues.check(&at.field(field).index(i), check_glob(host));
         }
     }
-    for (values, field) in [(&operation.paths, "paths"), (&operation.not_paths, "notPaths")] {
+    for (values, field) in [
+        (&operation.paths, "paths"),
+        (&operation.not_paths, "notPaths"),
+    ] {
         for (i, path) in values.iter().flatten().enumerate() {
             issues.check(&at.field(field).index(i), check_path(path));
         }
@@ -334,7 +411,9 @@ fn check_path(path: &str) -> Result<(), String> {
     for segment in path.trim_matches('/').split('/') {
         match segment {
             "{*}" | "{**}" if any_seen => {
-                return Err(format!("invalid or unsupported path {path:?}: {{**}} is not the last operator"));
+                return Err(format!(
+                    "invalid or unsupported path {path:?}: {{**}} is not the last operator"
+                ));
             }
             "{*}" => {}
             "{**}" => any_seen = true,
@@ -367,7 +446,10 @@ fn check_condition(condition: &Condition, at: &FieldPath, issues: &mut Issues) {
     let values_empty = condition.values.as_ref().is_none_or(Vec::is_empty);
     let not_values_empty = condition.not_values.as_ref().is_none_or(Vec::is_empty);
     if values_empty && not_values_empty {
-        issues.error(at, format!("at least one of `values` or `notValues` must be set for key {key}"));
+        issues.error(
+            at,
+            format!("at least one of `values` or `notValues` must be set for key {key}"),
+        );
         return;
     }
     let kind = match condition_key_kind(key) {
@@ -393,13 +475,19 @@ fn condition_key_kind(key: &str) -> Result<ValueKind, String> {
         return if well_formed {
             Ok(ValueKind::Text)
         } else {
-            Err(format!("bad key ({key}): should have format {prefix}[name]"))
+            Err(format!(
+                "bad key ({key}): should have format {prefix}[name]"
+            ))
         };
     }
     Err(match key {
         "destination.namespace" => format!("attribute {key} is replaced by the metadata.namespace"),
-        k if k.starts_with("destination.labels") => format!("attribute {key} is replaced by the workload selector"),
-        "destination.name" | "destination.user" => format!("deprecated attribute {key}: only supported in v1alpha1"),
+        k if k.starts_with("destination.labels") => {
+            format!("attribute {key} is replaced by the workload selector")
+        }
+        "destination.name" | "destination.user" => {
+            format!("deprecated attribute {key}: only supported in v1alpha1")
+        }
         _ => format!("unknown attribute: {key}"),
     })
 }
@@ -407,19 +495,39 @@ fn condition_key_kind(key: &str) -> Result<ValueKind, String> {
 /// A DENY rule that uses only HTTP attributes cannot be evaluated on TCP traffic, so Istio
 /// denies that traffic whole.
 fn denies_tcp_by_http_attributes(rule: &Rule) -> bool {
-    let sources: Vec<&Source> = rule.from.iter().flatten().filter_map(|f| f.source.as_ref()).collect();
-    let operations: Vec<&Operation> = rule.to.iter().flatten().filter_map(|t| t.operation.as_ref()).collect();
+    let sources: Vec<&Source> = rule
+        .from
+        .iter()
+        .flatten()
+        .filter_map(|f| f.source.as_ref())
+        .collect();
+    let operations: Vec<&Operation> = rule
+        .to
+        .iter()
+        .flatten()
+        .filter_map(|t| t.operation.as_ref())
+        .collect();
     let tcp_in_from = sources.iter().any(|s| {
         [
-            &s.principals, &s.not_principals, &s.namespaces, &s.not_namespaces, &s.ip_blocks,
-            &s.not_ip_blocks, &s.remote_ip_blocks, &s.not_remote_ip_blocks, &s.service_accounts,
+            &s.principals,
+            &s.not_principals,
+            &s.namespaces,
+            &s.not_namespaces,
+            &s.ip_blocks,
+            &s.not_ip_blocks,
+            &s.remote_ip_blocks,
+            &s.not_remote_ip_blocks,
+            &s.service_accounts,
             &s.not_service_accounts,
         ]
         .iter()
         .any(|v| v.is_some())
     });
-    let tcp_in_to = operations.iter().any(|o| o.ports.is_some() || o.not_ports.is_some());
-    (!sources.is_empty() && operations.is_empty() && !tcp_in_from) || (!operations.is_empty() && !tcp_in_to)
+    let tcp_in_to = operations
+        .iter()
+        .any(|o| o.ports.is_some() || o.not_ports.is_some());
+    (!sources.is_empty() && operations.is_empty() && !tcp_in_from)
+        || (!operations.is_empty() && !tcp_in_to)
 }
 
 #[cfg(test)]
@@ -430,7 +538,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn check_with(spec: Value, annotations: &[(&'static str, &'static str)]) -> Report {
-        let spec: AuthorizationPolicySpec = serde_json::from_value(spec).expect("an AuthorizationPolicy");
+        let spec: AuthorizationPolicySpec =
+            serde_json::from_value(spec).expect("an AuthorizationPolicy");
         let mut issues = Issues::default();
         let context = Context {
             namespace: Some("shop"),
@@ -464,29 +573,61 @@ mod tests {
             json!({"action": "DENY", "rules": [{"from": [{"source": {"notNamespaces": ["shop"]}}]}]}),
         ] {
             let report = check(spec.clone());
-            assert!(report.is_valid() && report.warnings.is_empty(), "{spec}: {report:?}");
+            assert!(
+                report.is_valid() && report.warnings.is_empty(),
+                "{spec}: {report:?}"
+            );
         }
     }
 
     #[test]
     fn custom_needs_a_provider_and_provider_needs_custom() {
-        assert_eq!(error_fields(&check(json!({"action": "CUSTOM", "rules": [{}]}))), ["spec.provider.name"]);
-        assert_eq!(error_fields(&check(json!({"action": "CUSTOM", "provider": {"name": "authz"}}))), ["spec.rules"]);
-        assert!(check(json!({"action": "CUSTOM", "provider": {"name": "authz"}, "rules": [{}]})).is_valid());
-        assert_eq!(error_fields(&check(json!({"provider": {"name": "authz"}, "rules": [{}]}))), ["spec.provider"]);
-        let report = check(json!({"action": "CUSTOM", "provider": {"name": "authz"}, "rules": [{
-            "from": [{"source": {"principals": ["a"]}}], "when": [{"key": "request.auth.claims[iss]", "values": ["x"]}]}]}));
-        assert_eq!(error_fields(&report), ["spec.rules[0].from[0].source.principals", "spec.rules[0].when[0].key"]);
+        assert_eq!(
+            error_fields(&check(json!({"action": "CUSTOM", "rules": [{}]}))),
+            ["spec.provider.name"]
+        );
+        assert_eq!(
+            error_fields(&check(
+                json!({"action": "CUSTOM", "provider": {"name": "authz"}})
+            )),
+            ["spec.rules"]
+        );
+        assert!(
+            check(json!({"action": "CUSTOM", "provider": {"name": "authz"}, "rules": [{}]}))
+                .is_valid()
+        );
+        assert_eq!(
+            error_fields(&check(
+                json!({"provider": {"name": "authz"}, "rules": [{}]})
+            )),
+            ["spec.provider"]
+        );
+        let report = check(
+            json!({"action": "CUSTOM", "provider": {"name": "authz"}, "rules": [{
+            "from": [{"source": {"principals": ["a"]}}], "when": [{"key": "request.auth.claims[iss]", "values": ["x"]}]}]}),
+        );
+        assert_eq!(
+            error_fields(&report),
+            [
+                "spec.rules[0].from[0].source.principals",
+                "spec.rules[0].when[0].key"
+            ]
+        );
     }
 
     #[test]
     fn deny_needs_rules() {
-        assert_eq!(error_fields(&check(json!({"action": "DENY"}))), ["spec.rules"]);
+        assert_eq!(
+            error_fields(&check(json!({"action": "DENY"}))),
+            ["spec.rules"]
+        );
     }
 
     #[test]
     fn selector_and_target_refs_are_exclusive() {
-        let report = check(json!({"selector": {"matchLabels": {"app": "api"}}, "targetRefs": [{"kind": "Service", "name": "api"}]}));
+        let report = check(
+            json!({"selector": {"matchLabels": {"app": "api"}}, "targetRefs": [{"kind": "Service", "name": "api"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec"]);
         let report = check(json!({"targetRef": {"kind": "Service", "name": "api"}}));
         assert!(report.is_valid());
@@ -496,8 +637,17 @@ mod tests {
     #[test]
     fn empty_entries_are_errors() {
         let report = check(json!({"rules": [{"from": [], "to": [], "when": []}]}));
-        assert_eq!(error_fields(&report), ["spec.rules[0].from", "spec.rules[0].to", "spec.rules[0].when"]);
-        let report = check(json!({"rules": [{"from": [{}, {"source": {}}], "to": [{}, {"operation": {}}]}]}));
+        assert_eq!(
+            error_fields(&report),
+            [
+                "spec.rules[0].from",
+                "spec.rules[0].to",
+                "spec.rules[0].when"
+            ]
+        );
+        let report = check(
+            json!({"rules": [{"from": [{}, {"source": {}}], "to": [{}, {"operation": {}}]}]}),
+        );
         assert_eq!(
             error_fields(&report),
             [
@@ -543,7 +693,10 @@ mod tests {
                 "spec.rules[0].to[0].operation.paths[2]",
             ]
         );
-        assert_eq!(warning_fields(&report), ["spec.rules[0].to[0].operation.methods[0]"]);
+        assert_eq!(
+            warning_fields(&report),
+            ["spec.rules[0].to[0].operation.methods[0]"]
+        );
     }
 
     #[test]
@@ -572,10 +725,14 @@ mod tests {
 
     #[test]
     fn deny_with_only_http_attributes_warns() {
-        let report = check(json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}));
+        let report = check(
+            json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}),
+        );
         assert!(report.is_valid());
         assert_eq!(warning_fields(&report), ["spec.rules[0]"]);
-        let report = check(json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"], "ports": ["8080"]}}]}]}));
+        let report = check(
+            json!({"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"], "ports": ["8080"]}}]}]}),
+        );
         assert!(report.warnings.is_empty());
     }
 
@@ -583,8 +740,17 @@ mod tests {
     fn dry_run_annotation() {
         assert!(check_with(json!({"rules": [{}]}), &[("istio.io/dry-run", "true")]).is_valid());
         let report = check_with(json!({"rules": [{}]}), &[("istio.io/dry-run", "yes")]);
-        assert_eq!(error_fields(&report), ["metadata.annotations[istio.io/dry-run]"]);
-        let report = check_with(json!({"action": "AUDIT", "rules": [{}]}), &[("istio.io/dry-run", "true")]);
-        assert_eq!(error_fields(&report), ["metadata.annotations[istio.io/dry-run]"]);
+        assert_eq!(
+            error_fields(&report),
+            ["metadata.annotations[istio.io/dry-run]"]
+        );
+        let report = check_with(
+            json!({"action": "AUDIT", "rules": [{}]}),
+            &[("istio.io/dry-run", "true")],
+        );
+        assert_eq!(
+            error_fields(&report),
+            ["metadata.annotations[istio.io/dry-run]"]
+        );
     }
 }

@@ -14,7 +14,10 @@ use super::Context;
 pub(super) fn validate(rule: &DestinationRuleSpec, context: &Context, issues: &mut Issues) {
     let spec = FieldPath::root("spec");
     if rule.host.is_empty() {
-        issues.error(&spec.field("host"), "host is required: name a service of the registry");
+        issues.error(
+            &spec.field("host"),
+            "host is required: name a service of the registry",
+        );
     } else {
         issues.check(&spec.field("host"), check_wildcard_domain(&rule.host));
     }
@@ -102,13 +105,19 @@ mod tests {
             "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
             "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]
         }));
-        assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
     }
 
     #[test]
     fn host_is_required_and_valid() {
         assert_eq!(error_fields(&check(json!({"host": ""}))), ["spec.host"]);
-        assert_eq!(error_fields(&check(json!({"host": "bad_host"}))), ["spec.host"]);
+        assert_eq!(
+            error_fields(&check(json!({"host": "bad_host"}))),
+            ["spec.host"]
+        );
         assert!(check(json!({"host": "*.example.com"})).is_valid());
     }
 
@@ -135,22 +144,35 @@ mod tests {
     #[test]
     fn workload_selector_only_with_own_namespace_export() {
         let selector = json!({"matchLabels": {"app": "frontend"}});
-        assert!(check(json!({"host": "api", "workloadSelector": selector, "exportTo": ["."]})).is_valid());
+        assert!(
+            check(json!({"host": "api", "workloadSelector": selector, "exportTo": ["."]}))
+                .is_valid()
+        );
         assert!(check(json!({"host": "api", "workloadSelector": selector})).is_valid());
         assert_eq!(
-            error_fields(&check(json!({"host": "api", "workloadSelector": selector, "exportTo": ["*"]}))),
+            error_fields(&check(
+                json!({"host": "api", "workloadSelector": selector, "exportTo": ["*"]})
+            )),
             ["spec.exportTo"]
         );
         assert_eq!(
-            error_fields(&check(json!({"host": "api", "workloadSelector": selector, "exportTo": [".", "other"]}))),
+            error_fields(&check(
+                json!({"host": "api", "workloadSelector": selector, "exportTo": [".", "other"]})
+            )),
             ["spec.exportTo"]
         );
         let bad_selector = json!({"matchLabels": {"app": "*"}});
         assert_eq!(
-            error_fields(&check(json!({"host": "api", "workloadSelector": bad_selector}))),
+            error_fields(&check(
+                json!({"host": "api", "workloadSelector": bad_selector})
+            )),
             ["spec.workloadSelector.matchLabels[app]"]
         );
         // Offline, without a namespace, `.` is still the own namespace.
-        assert!(check_in(json!({"host": "api", "workloadSelector": selector, "exportTo": ["."]}), None).is_valid());
+        assert!(check_in(
+            json!({"host": "api", "workloadSelector": selector, "exportTo": ["."]}),
+            None
+        )
+        .is_valid());
     }
 }

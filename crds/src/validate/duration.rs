@@ -9,7 +9,8 @@ const SECOND: i128 = 1_000 * MS;
 
 /// Parses a duration into nanoseconds.
 pub(crate) fn parse_nanos(text: &str) -> Result<i128, String> {
-    let invalid = || format!("invalid duration {text:?}: write a number and a unit, e.g. 10s, 1.5s or 100ms");
+    let invalid =
+        || format!("invalid duration {text:?}: write a number and a unit, e.g. 10s, 1.5s or 100ms");
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -119,7 +120,17 @@ mod tests {
         assert_eq!(parse_nanos("0"), Ok(0));
         assert_eq!(parse_nanos("-1s"), Ok(-SECOND));
         assert_eq!(parse_nanos("1500us"), Ok(1_500_000));
-        for bad in ["", "10", "1.5", "s", "1x", "1..5s", "1 s", "ten seconds", "."] {
+        for bad in [
+            "",
+            "10",
+            "1.5",
+            "s",
+            "1x",
+            "1..5s",
+            "1 s",
+            "ten seconds",
+            ".",
+        ] {
             assert!(parse_nanos(bad).is_err(), "{bad}");
         }
     }

@@ -51,7 +51,11 @@ impl Protocol {
     pub(super) fn is_http(self) -> bool {
         matches!(
             self,
-            Protocol::Http | Protocol::Http2 | Protocol::HttpProxy | Protocol::Grpc | Protocol::GrpcWeb
+            Protocol::Http
+                | Protocol::Http2
+                | Protocol::HttpProxy
+                | Protocol::Grpc
+                | Protocol::GrpcWeb
         )
     }
 
@@ -64,7 +68,12 @@ impl Protocol {
     pub(super) fn is_tcp(self) -> bool {
         matches!(
             self,
-            Protocol::Tcp | Protocol::Https | Protocol::Tls | Protocol::Mongo | Protocol::Redis | Protocol::Mysql
+            Protocol::Tcp
+                | Protocol::Https
+                | Protocol::Tls
+                | Protocol::Mongo
+                | Protocol::Redis
+                | Protocol::Mysql
         )
     }
 }
@@ -83,7 +92,10 @@ pub(super) fn validate(gateway: &GatewaySpec, _context: &Context, issues: &mut I
     let spec = FieldPath::root("spec");
     let servers = gateway.servers.as_deref().unwrap_or_default();
     if servers.is_empty() {
-        issues.error(&spec.field("servers"), "gateway must have at least one server");
+        issues.error(
+            &spec.field("servers"),
+            "gateway must have at least one server",
+        );
     }
     let mut port_names = BTreeSet::new();
     for (i, server) in servers.iter().enumerate() {
@@ -198,9 +210,13 @@ fn check_server_port(port: &Port, bind: &str, at: &FieldPath, issues: &mut Issue
 }
 
 fn has_certificate_files(tls: &ServerTlsSettings) -> bool {
-    [&tls.ca_certificates, &tls.private_key, &tls.server_certificate]
-        .iter()
-        .any(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+    [
+        &tls.ca_certificates,
+        &tls.private_key,
+        &tls.server_certificate,
+    ]
+    .iter()
+    .any(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
 }
 
 /// The cipher suites Envoy's BoringSSL offers under their OpenSSL names.
@@ -276,24 +292,49 @@ pub(super) fn check_server_tls(tls: &ServerTlsSettings, at: &FieldPath, issues: 
     for (i, suite) in cipher_suites.iter().enumerate() {
         let suite_at = at.field("cipherSuites").index(i);
         if !is_valid_cipher_suite(suite) {
-            issues.warn(&suite_at, format!("ignoring invalid cipher suite {suite:?}"));
+            issues.warn(
+                &suite_at,
+                format!("ignoring invalid cipher suite {suite:?}"),
+            );
         } else if !seen.insert(suite.as_str()) {
-            issues.warn(&suite_at, format!("ignoring duplicate cipher suite {suite:?}"));
+            issues.warn(
+                &suite_at,
+                format!("ignoring duplicate cipher suite {suite:?}"),
+            );
         }
     }
     let credential_names = tls.credential_names.as_deref().unwrap_or_default();
     let tls_certificates = tls.tls_certificates.as_deref().unwrap_or_default();
     if credential_names.len() > 2 {
-        issues.error(&at.field("credentialNames"), "at most 2 credentialNames may be set");
+        issues.error(
+            &at.field("credentialNames"),
+            "at most 2 credentialNames may be set",
+        );
     }
     if mode == ServerTlsMode::IstioMutual {
         let forbidden = [
-            (set(&tls.server_certificate), "serverCertificate", "server certificate"),
+            (
+                set(&tls.server_certificate),
+                "serverCertificate",
+                "server certificate",
+            ),
             (set(&tls.private_key), "privateKey", "private key"),
             (set(&tls.ca_certificates), "caCertificates", "CA bundle"),
-            (!tls_certificates.is_empty(), "tlsCertificates", "tlsCertificates"),
-            (set(&tls.credential_name), "credentialName", "credentialName"),
-            (!credential_names.is_empty(), "credentialNames", "credentialNames"),
+            (
+                !tls_certificates.is_empty(),
+                "tlsCertificates",
+                "tlsCertificates",
+            ),
+            (
+                set(&tls.credential_name),
+                "credentialName",
+                "credentialName",
+            ),
+            (
+                !credential_names.is_empty(),
+                "credentialNames",
+                "credentialNames",
+            ),
         ];
         for (present, field, what) in forbidden {
             if present {
@@ -306,11 +347,22 @@ pub(super) fn check_server_tls(tls: &ServerTlsSettings, at: &FieldPath, issues: 
         return;
     }
     let has_credential = set(&tls.credential_name) || !credential_names.is_empty();
-    let passthrough = matches!(mode, ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough);
-    if passthrough && (has_certificate_files(tls) || set(&tls.ca_crl) || has_credential || !tls_certificates.is_empty()) {
+    let passthrough = matches!(
+        mode,
+        ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
+    );
+    if passthrough
+        && (has_certificate_files(tls)
+            || set(&tls.ca_crl)
+            || has_credential
+            || !tls_certificates.is_empty())
+    {
         issues.warn(
             at,
-            format!("{} mode does not use certificates, they will be ignored", mode_name(mode)),
+            format!(
+                "{} mode does not use certificates, they will be ignored",
+                mode_name(mode)
+            ),
         );
     }
     let sources = [
@@ -366,7 +418,9 @@ fn check_certificate_files(
     {
         issues.error(
             &at.field("caCertificates"),
-            format!("{prefix} requires a client CA bundle (caCertificates or caCertCredentialName)"),
+            format!(
+                "{prefix} requires a client CA bundle (caCertificates or caCertCredentialName)"
+            ),
         );
     }
     match tls.tls_certificates.as_deref().unwrap_or_default() {
@@ -433,7 +487,11 @@ mod tests {
         report.errors.iter().map(|e| e.field.as_str()).collect()
     }
 
-    fn server(port: serde_json::Value, hosts: serde_json::Value, tls: Option<serde_json::Value>) -> serde_json::Value {
+    fn server(
+        port: serde_json::Value,
+        hosts: serde_json::Value,
+        tls: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         let mut s = json!({"port": port, "hosts": hosts});
         if let Some(tls) = tls {
             s["tls"] = tls;
@@ -449,13 +507,19 @@ mod tests {
                 Some(json!({"mode": "SIMPLE", "credentialName": "shop-cert"}))),
             server(json!({"number": 15443, "name": "tls", "protocol": "TLS"}), json!(["*.local"]), Some(json!({"mode": "AUTO_PASSTHROUGH"}))),
         ]}));
-        assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
     }
 
     #[test]
     fn servers_are_required() {
         assert_eq!(error_fields(&check(json!({}))), ["spec.servers"]);
-        assert_eq!(error_fields(&check(json!({"servers": []}))), ["spec.servers"]);
+        assert_eq!(
+            error_fields(&check(json!({"servers": []}))),
+            ["spec.servers"]
+        );
     }
 
     #[test]
@@ -487,22 +551,37 @@ mod tests {
         ]}));
         assert_eq!(
             error_fields(&report),
-            ["spec.servers[0].tls", "spec.servers[1].tls", "spec.servers[2].tls"]
+            [
+                "spec.servers[0].tls",
+                "spec.servers[1].tls",
+                "spec.servers[2].tls"
+            ]
         );
-        assert_eq!(report.warnings[0].field, "spec.servers[2].tls.httpsRedirect");
+        assert_eq!(
+            report.warnings[0].field,
+            "spec.servers[2].tls.httpsRedirect"
+        );
     }
 
     #[test]
     fn terminating_modes_need_certificates() {
         let https = json!({"number": 443, "name": "https", "protocol": "HTTPS"});
-        let report = check(json!({"servers": [server(https.clone(), json!(["*"]), Some(json!({"mode": "SIMPLE"})))]}));
+        let report = check(
+            json!({"servers": [server(https.clone(), json!(["*"]), Some(json!({"mode": "SIMPLE"})))]}),
+        );
         assert_eq!(
             error_fields(&report),
-            ["spec.servers[0].tls.serverCertificate", "spec.servers[0].tls.privateKey"]
+            [
+                "spec.servers[0].tls.serverCertificate",
+                "spec.servers[0].tls.privateKey"
+            ]
         );
         let report = check(json!({"servers": [server(https.clone(), json!(["*"]),
             Some(json!({"mode": "MUTUAL", "serverCertificate": "/c", "privateKey": "/k"})))]}));
-        assert_eq!(error_fields(&report), ["spec.servers[0].tls.caCertificates"]);
+        assert_eq!(
+            error_fields(&report),
+            ["spec.servers[0].tls.caCertificates"]
+        );
         let report = check(json!({"servers": [server(https.clone(), json!(["*"]),
             Some(json!({"mode": "MUTUAL", "credentialName": "c"})))]}));
         assert!(report.is_valid(), "{report:?}");
@@ -511,22 +590,33 @@ mod tests {
         assert_eq!(error_fields(&report), ["spec.servers[0].tls"]);
         let report = check(json!({"servers": [server(https.clone(), json!(["*"]),
             Some(json!({"mode": "ISTIO_MUTUAL", "credentialName": "c"})))]}));
-        assert_eq!(error_fields(&report), ["spec.servers[0].tls.credentialName"]);
+        assert_eq!(
+            error_fields(&report),
+            ["spec.servers[0].tls.credentialName"]
+        );
         let report = check(json!({"servers": [server(https.clone(), json!(["*"]),
             Some(json!({"mode": "SIMPLE", "serverCertificate": "/c", "privateKey": "/k", "caCrl": "/crl"})))]}));
         assert_eq!(error_fields(&report), ["spec.servers[0].tls.caCrl"]);
         let report = check(json!({"servers": [server(https, json!(["*"]),
             Some(json!({"mode": "SIMPLE", "credentialName": "c", "minProtocolVersion": "TLSV1_3", "maxProtocolVersion": "TLSV1_2",
                 "cipherSuites": ["NOT-A-CIPHER"]})))]}));
-        assert_eq!(error_fields(&report), ["spec.servers[0].tls.minProtocolVersion"]);
-        assert_eq!(report.warnings[0].field, "spec.servers[0].tls.cipherSuites[0]");
+        assert_eq!(
+            error_fields(&report),
+            ["spec.servers[0].tls.minProtocolVersion"]
+        );
+        assert_eq!(
+            report.warnings[0].field,
+            "spec.servers[0].tls.cipherSuites[0]"
+        );
     }
 
     #[test]
     fn port_names_are_unique() {
         let http = json!({"number": 80, "name": "http", "protocol": "HTTP"});
         let http2 = json!({"number": 8080, "name": "http", "protocol": "HTTP"});
-        let report = check(json!({"servers": [server(http, json!(["*"]), None), server(http2, json!(["*"]), None)]}));
+        let report = check(
+            json!({"servers": [server(http, json!(["*"]), None), server(http2, json!(["*"]), None)]}),
+        );
         assert_eq!(error_fields(&report), ["spec.servers[1].port.name"]);
     }
 

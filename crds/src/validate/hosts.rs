@@ -43,7 +43,9 @@ fn check_dns_labels(domain: &str, whole: &str) -> Result<(), String> {
             break;
         }
         if !is_dns_label(label) {
-            return Err(format!("domain name {whole:?} invalid (label {label:?} invalid)"));
+            return Err(format!(
+                "domain name {whole:?} invalid (label {label:?} invalid)"
+            ));
         }
     }
     Ok(())
@@ -76,7 +78,9 @@ pub(crate) fn check_wildcard_domain(domain: &str) -> Result<(), String> {
         None => (domain, None),
     };
     if !is_wildcard_label(first) {
-        return Err(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+        return Err(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
     }
     match rest {
         Some(rest) => check_dns_labels(rest, domain),
@@ -208,7 +212,10 @@ pub(crate) fn check_export_to(
         };
         if seen.contains(key) {
             if key == entry {
-                issues.error(&entry_at, format!("duplicate entries in exportTo for entry {entry}"));
+                issues.error(
+                    &entry_at,
+                    format!("duplicate entries in exportTo for entry {entry}"),
+                );
             } else {
                 issues.error(
                     &entry_at,
@@ -236,11 +243,17 @@ pub(crate) fn check_export_to(
         if !own {
             issues.error(at, "destination rule with workload selector cannot have exportTo beyond current namespace");
         } else if seen.len() > 1 {
-            issues.error(at, "destination rule with workload selector cannot have multiple entries in exportTo");
+            issues.error(
+                at,
+                "destination rule with workload selector cannot have multiple entries in exportTo",
+            );
         }
     }
     if seen.contains("*") && entries.len() > 1 {
-        issues.error(at, "cannot have both public (*) and non-public exportTo values for a resource");
+        issues.error(
+            at,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
     }
     if seen.contains("~") && entries.len() > 1 {
         issues.error(at, "cannot export service entry to no one (~) and someone");
@@ -273,13 +286,31 @@ mod tests {
 
     #[test]
     fn fqdns_and_wildcards() {
-        for ok in ["reviews", "reviews.default.svc.cluster.local", "istio.io.", "a-b.c1"] {
+        for ok in [
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "istio.io.",
+            "a-b.c1",
+        ] {
             assert!(check_fqdn(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "*.example.com", "a..b", "example.123", "-a.com", "a_b.com"] {
+        for bad in [
+            "",
+            "*.example.com",
+            "a..b",
+            "example.123",
+            "-a.com",
+            "a_b.com",
+        ] {
             assert!(check_fqdn(bad).is_err(), "{bad}");
         }
-        for ok in ["*", "*.example.com", "*-foo.example.com", "*foo.example.com", "reviews"] {
+        for ok in [
+            "*",
+            "*.example.com",
+            "*-foo.example.com",
+            "*foo.example.com",
+            "reviews",
+        ] {
             assert!(check_wildcard_domain(ok).is_ok(), "{ok}");
         }
         for bad in ["a.*.com", "**.com", "", "foo.*"] {
@@ -328,7 +359,13 @@ mod tests {
         let check = |list: &[&str], owner| {
             let mut issues = Issues::default();
             let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-            check_export_to(Some(&list), Some("shop"), owner, &FieldPath::root("e"), &mut issues);
+            check_export_to(
+                Some(&list),
+                Some("shop"),
+                owner,
+                &FieldPath::root("e"),
+                &mut issues,
+            );
             issues.into_report()
         };
         assert!(check(&[".", "istio-system"], ExportToOwner::Other).is_valid());
@@ -338,7 +375,10 @@ mod tests {
         assert!(!check(&["*", "shop"], ExportToOwner::Other).is_valid());
         assert!(check(&["."], ExportToOwner::DestinationRuleWithSelector).is_valid());
         assert!(!check(&["other"], ExportToOwner::DestinationRuleWithSelector).is_valid());
-        assert_eq!(check(&["Bad_ns"], ExportToOwner::Other).errors[0].field, "e[0]");
+        assert_eq!(
+            check(&["Bad_ns"], ExportToOwner::Other).errors[0].field,
+            "e[0]"
+        );
     }
 
     #[test]
@@ -347,7 +387,10 @@ mod tests {
         assert!(host_is_subset_of("*.a.example.com", "*.example.com"));
         assert!(host_is_subset_of("a.example.com", "*"));
         assert!(!host_is_subset_of("*.example.com", "a.example.com"));
-        assert!(!host_is_subset_of("payments.example.com", "shop.example.com"));
+        assert!(!host_is_subset_of(
+            "payments.example.com",
+            "shop.example.com"
+        ));
         assert!(hosts_overlap("*.example.com", "a.example.com"));
         assert!(!hosts_overlap("a.example.com", "b.example.com"));
     }

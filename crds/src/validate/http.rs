@@ -118,7 +118,10 @@ pub(crate) fn check_header_to_change(name: &str) -> Result<(), String> {
 /// A header value the proxy sends: no control characters but tab, and every `%` either escaped
 /// as `%%` or opening an Envoy variable such as `%HOSTNAME%` or `%REQ(x-id)%`.
 pub(crate) fn check_header_value(value: &str) -> Result<(), String> {
-    if value.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}') {
+    if value
+        .chars()
+        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+    {
         return Err(format!(
             "header value {value:?} contains control characters"
         ));
@@ -152,8 +155,22 @@ pub(crate) fn check_header_value(value: &str) -> Result<(), String> {
 
 /// The standard methods (RFC 9110 and PATCH) and WebDAV's, which real services use.
 const KNOWN_METHODS: [&str; 16] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PROPFIND",
-    "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
 ];
 
 /// The methods Istio accepts in a CORS policy: Go's standard set, and `*`.
@@ -329,7 +346,10 @@ pub(crate) fn check_string_match(
     }
     if let Some(prefix) = &m.prefix {
         if prefix.is_empty() && field != MatchField::Uri {
-            issues.error(&at.field("prefix"), "prefix string match should not be empty");
+            issues.error(
+                &at.field("prefix"),
+                "prefix string match should not be empty",
+            );
         }
     }
     if let Some(re) = &m.regex {
@@ -375,7 +395,13 @@ mod tests {
 
     #[test]
     fn header_values() {
-        for ok in ["foo", "%HOSTNAME%", "100%%", "a %REQ(x-id)% b", "max-age=31536000"] {
+        for ok in [
+            "foo",
+            "%HOSTNAME%",
+            "100%%",
+            "a %REQ(x-id)% b",
+            "max-age=31536000",
+        ] {
             assert!(check_header_value(ok).is_ok(), "{ok}");
         }
         for bad in ["abc%123", "%START_TIME%%", "a\nb", "50%"] {
@@ -436,7 +462,10 @@ mod tests {
             regex: Some("(".into()),
             ..Default::default()
         };
-        assert_eq!(check(bad_regex, MatchField::Uri).errors[0].field, "uri.regex");
+        assert_eq!(
+            check(bad_regex, MatchField::Uri).errors[0].field,
+            "uri.regex"
+        );
         let presence = check(StringMatch::default(), MatchField::PresenceAllowed);
         assert!(presence.is_valid() && presence.warnings.is_empty());
     }

@@ -339,7 +339,9 @@ mod tests {
     #[test]
     fn every_served_version_is_accepted() {
         for version in ["v1", "v1beta1", "v1alpha3"] {
-            let mut object = vs(json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}));
+            let mut object = vs(
+                json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}),
+            );
             object["apiVersion"] = json!(format!("networking.istio.io/{version}"));
             let report = validate_object(NETWORKING, "VirtualService", &object).expect("known");
             assert!(report.is_valid(), "{version}: {report:?}");
@@ -352,7 +354,9 @@ mod tests {
 
     #[test]
     fn metadata_names() {
-        let mut object = vs(json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}));
+        let mut object = vs(
+            json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}),
+        );
         object["metadata"]["name"] = json!("Reviews_v1");
         let report = validate_object(NETWORKING, "VirtualService", &object).expect("known");
         assert_eq!(report.errors[0].field, "metadata.name");
@@ -368,9 +372,13 @@ mod tests {
         assert_eq!(report.errors[0].field, "metadata.name", "{report:?}");
         assert!(report.errors[0].reason.contains("no dots"));
 
-        let mut object = vs(json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}));
+        let mut object = vs(
+            json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}),
+        );
         object["metadata"] = json!({"generateName": "reviews-"});
-        assert!(validate_object(NETWORKING, "VirtualService", &object).expect("known").is_valid());
+        assert!(validate_object(NETWORKING, "VirtualService", &object)
+            .expect("known")
+            .is_valid());
         object["metadata"] = json!({});
         let report = validate_object(NETWORKING, "VirtualService", &object).expect("known");
         assert_eq!(report.errors[0].field, "metadata.name");
@@ -378,7 +386,9 @@ mod tests {
 
     #[test]
     fn dry_run_is_only_for_authorization_policies() {
-        let mut object = vs(json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}));
+        let mut object = vs(
+            json!({"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}),
+        );
         object["metadata"]["annotations"] = json!({"istio.io/dry-run": "true"});
         let report = validate_object(NETWORKING, "VirtualService", &object).expect("known");
         assert_eq!(

@@ -15,7 +15,10 @@ pub(super) fn validate(policy: &PeerAuthenticationSpec, _context: &Context, issu
     };
     let at = spec.field("portLevelMtls");
     if ports.is_empty() {
-        issues.error(&at, "port level mTLS, if defined, must have at least one element");
+        issues.error(
+            &at,
+            "port level mTLS, if defined, must have at least one element",
+        );
         return;
     }
     // Ports are ports of the workload, so only a policy that names its workloads can have them.
@@ -47,7 +50,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn check(spec: serde_json::Value) -> Report {
-        let spec: PeerAuthenticationSpec = serde_json::from_value(spec).expect("a PeerAuthentication");
+        let spec: PeerAuthenticationSpec =
+            serde_json::from_value(spec).expect("a PeerAuthentication");
         let mut issues = Issues::default();
         let context = Context {
             namespace: Some("shop"),
@@ -65,13 +69,20 @@ mod tests {
     fn port_level_mtls_needs_a_selector() {
         assert!(check(json!({"mtls": {"mode": "STRICT"}})).is_valid());
         let selector = json!({"matchLabels": {"app": "legacy"}});
-        assert!(check(json!({"selector": selector, "portLevelMtls": {"8080": {"mode": "DISABLE"}}})).is_valid());
+        assert!(check(
+            json!({"selector": selector, "portLevelMtls": {"8080": {"mode": "DISABLE"}}})
+        )
+        .is_valid());
         assert_eq!(
-            error_fields(&check(json!({"portLevelMtls": {"8080": {"mode": "DISABLE"}}}))),
+            error_fields(&check(
+                json!({"portLevelMtls": {"8080": {"mode": "DISABLE"}}})
+            )),
             ["spec.portLevelMtls"]
         );
         assert_eq!(
-            error_fields(&check(json!({"selector": {}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}))),
+            error_fields(&check(
+                json!({"selector": {}, "portLevelMtls": {"8080": {"mode": "DISABLE"}}})
+            )),
             ["spec.portLevelMtls"]
         );
     }
@@ -79,8 +90,13 @@ mod tests {
     #[test]
     fn ports_are_valid() {
         let selector = json!({"matchLabels": {"app": "legacy"}});
-        let report = check(json!({"selector": selector, "portLevelMtls": {"0": {"mode": "DISABLE"}, "70000": {"mode": "STRICT"}}}));
-        assert_eq!(error_fields(&report), ["spec.portLevelMtls[0]", "spec.portLevelMtls[70000]"]);
+        let report = check(
+            json!({"selector": selector, "portLevelMtls": {"0": {"mode": "DISABLE"}, "70000": {"mode": "STRICT"}}}),
+        );
+        assert_eq!(
+            error_fields(&report),
+            ["spec.portLevelMtls[0]", "spec.portLevelMtls[70000]"]
+        );
         assert_eq!(
             error_fields(&check(json!({"selector": selector, "portLevelMtls": {}}))),
             ["spec.portLevelMtls"]

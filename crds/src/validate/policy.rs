@@ -110,7 +110,11 @@ mod tests {
         let selector = WorkloadSelector {
             match_labels: Some(BTreeMap::from([("app".into(), "api".into())])),
         };
-        let refs = vec![target(Some("gateway.networking.k8s.io"), "Gateway", "public")];
+        let refs = vec![target(
+            Some("gateway.networking.k8s.io"),
+            "Gateway",
+            "public",
+        )];
         let both = Attachment {
             selector: Some(&selector),
             target_ref: None,

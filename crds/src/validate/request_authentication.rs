@@ -14,7 +14,11 @@ use super::policy::{check_attachment, Attachment};
 use super::report::{FieldPath, Issues};
 use super::Context;
 
-pub(super) fn validate(policy: &RequestAuthenticationSpec, _context: &Context, issues: &mut Issues) {
+pub(super) fn validate(
+    policy: &RequestAuthenticationSpec,
+    _context: &Context,
+    issues: &mut Issues,
+) {
     let spec = FieldPath::root("spec");
     let attachment = Attachment {
         selector: policy.selector.as_ref(),
@@ -36,7 +40,10 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
     let snake = non_empty(&rule.jwks_uri_snake_case);
     if let (Some(a), Some(b)) = (camel, snake) {
         if a != b {
-            issues.error(&at.field("jwks_uri"), "jwksUri and its legacy spelling jwks_uri are set to different URLs");
+            issues.error(
+                &at.field("jwks_uri"),
+                "jwksUri and its legacy spelling jwks_uri are set to different URLs",
+            );
         }
     }
     let (jwks_uri, uri_field) = match (camel, snake) {
@@ -50,7 +57,10 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
     }
     for (i, audience) in rule.audiences.iter().flatten().enumerate() {
         if audience.is_empty() {
-            issues.error(&at.field("audiences").index(i), "audience must be non-empty string");
+            issues.error(
+                &at.field("audiences").index(i),
+                "audience must be non-empty string",
+            );
         }
     }
     if let Some(uri) = jwks_uri {
@@ -63,7 +73,10 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
         issues.check(&at.field("jwks"), check_jwks(jwks));
     }
     for (i, header) in rule.from_headers.iter().flatten().enumerate() {
-        issues.check(&at.field("fromHeaders").index(i).field("name"), check_header_name(&header.name));
+        issues.check(
+            &at.field("fromHeaders").index(i).field("name"),
+            check_header_name(&header.name),
+        );
     }
     for (field, values, what) in [
         ("fromParams", &rule.from_params, "location query"),
@@ -71,19 +84,28 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
     ] {
         for (i, value) in values.iter().flatten().enumerate() {
             if value.is_empty() {
-                issues.error(&at.field(field).index(i), format!("{what} must be non-empty string"));
+                issues.error(
+                    &at.field(field).index(i),
+                    format!("{what} must be non-empty string"),
+                );
             }
         }
     }
     for (i, copy) in rule.output_claim_to_headers.iter().flatten().enumerate() {
         let at = at.field("outputClaimToHeaders").index(i);
         if copy.claim.is_empty() {
-            issues.error(&at.field("claim"), "outputClaimToHeaders claim must be non-empty string");
+            issues.error(
+                &at.field("claim"),
+                "outputClaimToHeaders claim must be non-empty string",
+            );
         }
         issues.check(&at.field("header"), check_strict_header_name(&copy.header));
     }
     if let Some(header) = non_empty(&rule.output_payload_to_header) {
-        issues.check(&at.field("outputPayloadToHeader"), check_header_name(header));
+        issues.check(
+            &at.field("outputPayloadToHeader"),
+            check_header_name(header),
+        );
     }
     if let Some(timeout) = &rule.timeout {
         issues.check(&at.field("timeout"), check_duration(timeout));
@@ -94,10 +116,14 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
 /// optional port; the proxy fetches the key set from it.
 fn check_jwks_uri(uri: &str) -> Result<(), String> {
     let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err(format!("jwksUri {uri:?} is not a URL: write https://host/path"));
+        return Err(format!(
+            "jwksUri {uri:?} is not a URL: write https://host/path"
+        ));
     };
     if !matches!(scheme, "http" | "https") {
-        return Err(format!("URI scheme {scheme:?} is not supported: use http or https"));
+        return Err(format!(
+            "URI scheme {scheme:?} is not supported: use http or https"
+        ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
@@ -117,7 +143,9 @@ fn check_jwks_uri(uri: &str) -> Result<(), String> {
         return Err(format!("jwksUri {uri:?} has no host"));
     }
     if !is_ip(host) && check_fqdn(host).is_err() {
-        return Err(format!("jwksUri {uri:?}: {host:?} is not a valid host name"));
+        return Err(format!(
+            "jwksUri {uri:?}: {host:?} is not a valid host name"
+        ));
     }
     if let Some(port) = port {
         port.parse::<u32>()
@@ -154,7 +182,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn check(spec: Value) -> Report {
-        let spec: RequestAuthenticationSpec = serde_json::from_value(spec).expect("a RequestAuthentication");
+        let spec: RequestAuthenticationSpec =
+            serde_json::from_value(spec).expect("a RequestAuthentication");
         let mut issues = Issues::default();
         let context = Context {
             namespace: Some("shop"),
@@ -170,23 +199,39 @@ mod tests {
 
     #[test]
     fn a_typical_rule_is_valid() {
-        let report = check(json!({"selector": {"matchLabels": {"app": "api"}}, "jwtRules": [{
+        let report = check(
+            json!({"selector": {"matchLabels": {"app": "api"}}, "jwtRules": [{
             "issuer": "https://accounts.example.com", "audiences": ["api"],
             "jwksUri": "https://accounts.example.com:8443/.well-known/jwks.json",
             "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}],
-            "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}], "timeout": "5s"}]}));
-        assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+            "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}], "timeout": "5s"}]}),
+        );
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
     }
 
     #[test]
     fn issuer_or_jwks_uri() {
-        assert_eq!(error_fields(&check(json!({"jwtRules": [{"audiences": ["a"]}]}))), ["spec.jwtRules[0].issuer"]);
-        assert!(check(json!({"jwtRules": [{"jwksUri": "https://idp.example.com/keys"}]})).is_valid());
+        assert_eq!(
+            error_fields(&check(json!({"jwtRules": [{"audiences": ["a"]}]}))),
+            ["spec.jwtRules[0].issuer"]
+        );
+        assert!(
+            check(json!({"jwtRules": [{"jwksUri": "https://idp.example.com/keys"}]})).is_valid()
+        );
     }
 
     #[test]
     fn jwks_uri_must_be_http_url() {
-        for bad in ["ftp://idp.example.com/keys", "idp.example.com/keys", "https:///keys", "https://idp.example.com:http/keys", "https://bad_host/keys"] {
+        for bad in [
+            "ftp://idp.example.com/keys",
+            "idp.example.com/keys",
+            "https:///keys",
+            "https://idp.example.com:http/keys",
+            "https://bad_host/keys",
+        ] {
             let report = check(json!({"jwtRules": [{"issuer": "i", "jwksUri": bad}]}));
             assert_eq!(error_fields(&report), ["spec.jwtRules[0].jwksUri"], "{bad}");
         }
@@ -200,11 +245,14 @@ mod tests {
     fn jwks_and_jwks_uri_are_exclusive() {
         let jwks = r#"{"keys":[{"kty":"RSA","e":"AQAB","n":"xyz"}]}"#;
         assert!(check(json!({"jwtRules": [{"issuer": "i", "jwks": jwks}]})).is_valid());
-        let report = check(json!({"jwtRules": [{"issuer": "i", "jwks": jwks, "jwksUri": "https://idp.example.com/keys"}]}));
+        let report = check(
+            json!({"jwtRules": [{"issuer": "i", "jwks": jwks, "jwksUri": "https://idp.example.com/keys"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.jwtRules[0].jwks"]);
         let report = check(json!({"jwtRules": [{"issuer": "i", "jwks": "{not json"}]}));
         assert_eq!(error_fields(&report), ["spec.jwtRules[0].jwks"]);
-        let report = check(json!({"jwtRules": [{"issuer": "i", "jwks": r#"{"keys":[{"e":"AQAB"}]}"#}]}));
+        let report =
+            check(json!({"jwtRules": [{"issuer": "i", "jwks": r#"{"keys":[{"e":"AQAB"}]}"#}]}));
         assert_eq!(error_fields(&report), ["spec.jwtRules[0].jwks"]);
     }
 
@@ -230,7 +278,9 @@ mod tests {
 
     #[test]
     fn selector_and_target_refs_are_exclusive() {
-        let report = check(json!({"selector": {"matchLabels": {"app": "api"}}, "targetRef": {"kind": "Service", "name": "api"}}));
+        let report = check(
+            json!({"selector": {"matchLabels": {"app": "api"}}, "targetRef": {"kind": "Service", "name": "api"}}),
+        );
         assert_eq!(error_fields(&report), ["spec"]);
     }
 }

@@ -37,9 +37,15 @@ pub(super) fn validate(entry: &ServiceEntrySpec, context: &Context, issues: &mut
         let at = spec.field("addresses").index(i);
         issues.check(&at, check_ip_or_cidr(address));
         if address.contains('/')
-            && !matches!(resolution, ServiceEntryResolution::None | ServiceEntryResolution::Static)
+            && !matches!(
+                resolution,
+                ServiceEntryResolution::None | ServiceEntryResolution::Static
+            )
         {
-            issues.error(&at, "CIDR addresses are allowed only for NONE/STATIC resolution types");
+            issues.error(
+                &at,
+                "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            );
         }
     }
     let port_names = check_ports(entry, resolution, &spec.field("ports"), issues);
@@ -74,7 +80,10 @@ fn check_hosts(hosts: &[String], at: &FieldPath, issues: &mut Issues) {
     for (i, host) in hosts.iter().enumerate() {
         let at = at.index(i);
         if host == "*" {
-            issues.error(&at, "invalid host *: a service entry cannot capture every host");
+            issues.error(
+                &at,
+                "invalid host *: a service entry cannot capture every host",
+            );
             continue;
         }
         issues.check(&at, check_wildcard_domain(host));
@@ -96,20 +105,35 @@ fn check_ports<'a>(
     for (i, port) in entry.ports.iter().flatten().enumerate() {
         let at = at.index(i);
         if !names.insert(port.name.as_str()) {
-            issues.error(&at.field("name"), format!("service entry port name {:?} already defined", port.name));
+            issues.error(
+                &at.field("name"),
+                format!("service entry port name {:?} already defined", port.name),
+            );
         }
         if !numbers.insert(port.number) {
-            issues.error(&at.field("number"), format!("service entry port {} already defined", port.number));
+            issues.error(
+                &at.field("number"),
+                format!("service entry port {} already defined", port.number),
+            );
         }
         if !is_dns_label(&port.name) {
-            issues.error(&at.field("name"), format!("invalid port name: {:?}", port.name));
+            issues.error(
+                &at.field("name"),
+                format!("invalid port name: {:?}", port.name),
+            );
         }
-        issues.check(&at.field("protocol"), check_protocol(port.protocol.as_deref()));
+        issues.check(
+            &at.field("protocol"),
+            check_protocol(port.protocol.as_deref()),
+        );
         issues.check(&at.field("number"), check_port(port.number));
         if let Some(target) = port.target_port.filter(|p| *p != 0) {
             issues.check(&at.field("targetPort"), check_port(target));
             if resolution == ServiceEntryResolution::None {
-                issues.warn(&at.field("targetPort"), "targetPort has no effect when resolution mode is NONE");
+                issues.warn(
+                    &at.field("targetPort"),
+                    "targetPort has no effect when resolution mode is NONE",
+                );
             }
         }
     }
@@ -138,10 +162,16 @@ fn check_resolution(
     match resolution {
         ServiceEntryResolution::None => {
             if !endpoints.is_empty() {
-                issues.error(&endpoints_at, "no endpoints should be provided for resolution type none");
+                issues.error(
+                    &endpoints_at,
+                    "no endpoints should be provided for resolution type none",
+                );
             }
             if entry.workload_selector.is_some() {
-                issues.warn(&selector_at, "workloadSelector should not be set when resolution mode is NONE");
+                issues.warn(
+                    &selector_at,
+                    "workloadSelector should not be set when resolution mode is NONE",
+                );
             }
         }
         ServiceEntryResolution::Static => {
@@ -156,7 +186,11 @@ fn check_resolution(
             check_all(false, issues);
         }
         ServiceEntryResolution::Dns | ServiceEntryResolution::DnsRoundRobin => {
-            let name = if resolution == ServiceEntryResolution::Dns { "DNS" } else { "DNS_ROUND_ROBIN" };
+            let name = if resolution == ServiceEntryResolution::Dns {
+                "DNS"
+            } else {
+                "DNS_ROUND_ROBIN"
+            };
             if endpoints.is_empty() {
                 for (i, host) in entry.hosts.iter().enumerate() {
                     if check_fqdn(host).is_err() && host != "*" {
@@ -168,16 +202,28 @@ fn check_resolution(
                 }
             }
             if resolution == ServiceEntryResolution::DnsRoundRobin && endpoints.len() > 1 {
-                issues.error(&endpoints_at, format!("there must only be 0 or 1 endpoint for resolution mode {name}"));
+                issues.error(
+                    &endpoints_at,
+                    format!("there must only be 0 or 1 endpoint for resolution mode {name}"),
+                );
             }
             check_all(true, issues);
             if entry.workload_selector.is_some() {
-                issues.warn(&selector_at, format!("workloadSelector should not be set when resolution mode is {name}"));
+                issues.warn(
+                    &selector_at,
+                    format!("workloadSelector should not be set when resolution mode is {name}"),
+                );
             }
             let tcp = entry.ports.iter().flatten().any(|p| {
-                p.protocol.as_deref().and_then(Protocol::parse).is_some_and(Protocol::is_tcp)
+                p.protocol
+                    .as_deref()
+                    .and_then(Protocol::parse)
+                    .is_some_and(Protocol::is_tcp)
             });
-            if entry.addresses.as_ref().is_some_and(|a| !a.is_empty()) && tcp && entry.hosts.len() > 1 {
+            if entry.addresses.as_ref().is_some_and(|a| !a.is_empty())
+                && tcp
+                && entry.hosts.len() > 1
+            {
                 issues.warn(
                     &spec.field("hosts"),
                     "service entry can not have more than one host specified simultaneously with address and tcp port",
@@ -187,10 +233,16 @@ fn check_resolution(
         ServiceEntryResolution::DynamicDns => {
             // DYNAMIC_DNS resolves the host each request names: there is nothing to list.
             if !endpoints.is_empty() {
-                issues.error(&endpoints_at, "no endpoints should be provided for resolution type DYNAMIC_DNS");
+                issues.error(
+                    &endpoints_at,
+                    "no endpoints should be provided for resolution type DYNAMIC_DNS",
+                );
             }
             if entry.workload_selector.is_some() {
-                issues.error(&selector_at, "workloadSelector cannot be set when resolution mode is DYNAMIC_DNS");
+                issues.error(
+                    &selector_at,
+                    "workloadSelector cannot be set when resolution mode is DYNAMIC_DNS",
+                );
             }
             for (i, host) in entry.hosts.iter().enumerate() {
                 if !host.starts_with('*') {
@@ -232,15 +284,29 @@ mod tests {
 
     #[test]
     fn a_typical_external_service_is_valid() {
-        let report = check(json!({"hosts": ["api.example.com"], "ports": https(), "location": "MESH_EXTERNAL", "resolution": "DNS"}));
-        assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+        let report = check(
+            json!({"hosts": ["api.example.com"], "ports": https(), "location": "MESH_EXTERNAL", "resolution": "DNS"}),
+        );
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(error_fields(&check(json!({"hosts": [], "ports": https()}))), ["spec.hosts"]);
-        assert_eq!(error_fields(&check(json!({"hosts": ["*"], "ports": https()}))), ["spec.hosts[0]"]);
-        assert_eq!(error_fields(&check(json!({"hosts": ["bad_host"], "ports": https()}))), ["spec.hosts[0]"]);
+        assert_eq!(
+            error_fields(&check(json!({"hosts": [], "ports": https()}))),
+            ["spec.hosts"]
+        );
+        assert_eq!(
+            error_fields(&check(json!({"hosts": ["*"], "ports": https()}))),
+            ["spec.hosts[0]"]
+        );
+        assert_eq!(
+            error_fields(&check(json!({"hosts": ["bad_host"], "ports": https()}))),
+            ["spec.hosts[0]"]
+        );
         let partial = check(json!({"hosts": ["*foo.example.com"], "ports": https()}));
         assert!(partial.is_valid());
         assert_eq!(partial.warnings[0].field, "spec.hosts[0]");
@@ -248,8 +314,10 @@ mod tests {
 
     #[test]
     fn addresses_and_ports() {
-        let report = check(json!({"hosts": ["db.internal"], "addresses": ["10.0.0.0/24", "not-an-ip"], "resolution": "DNS",
-            "ports": [{"number": 5432, "name": "tcp"}, {"number": 5432, "name": "tcp", "protocol": "SCTP"}]}));
+        let report = check(
+            json!({"hosts": ["db.internal"], "addresses": ["10.0.0.0/24", "not-an-ip"], "resolution": "DNS",
+            "ports": [{"number": 5432, "name": "tcp"}, {"number": 5432, "name": "tcp", "protocol": "SCTP"}]}),
+        );
         assert_eq!(
             error_fields(&report),
             [
@@ -264,59 +332,89 @@ mod tests {
 
     #[test]
     fn resolution_none_takes_no_endpoints() {
-        let report = check(json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "NONE",
-            "endpoints": [{"address": "10.0.0.1"}]}));
+        let report = check(
+            json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "NONE",
+            "endpoints": [{"address": "10.0.0.1"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.endpoints"]);
         assert!(check(json!({"hosts": ["*.example.com"], "ports": https()})).is_valid());
     }
 
     #[test]
     fn resolution_static_takes_ip_endpoints_or_a_selector() {
-        let report = check(json!({"hosts": ["vm.internal"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "STATIC",
-            "endpoints": [{"address": "10.0.0.1", "ports": {"http": 8080}}, {"address": "vm.example.com"}, {"address": "10.0.0.2", "ports": {"grpc": 9090}}]}));
-        assert_eq!(error_fields(&report), ["spec.endpoints[1].address", "spec.endpoints[2].ports[grpc]"]);
-        let report = check(json!({"hosts": ["vm.internal"], "ports": https(), "resolution": "STATIC"}));
+        let report = check(
+            json!({"hosts": ["vm.internal"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}], "resolution": "STATIC",
+            "endpoints": [{"address": "10.0.0.1", "ports": {"http": 8080}}, {"address": "vm.example.com"}, {"address": "10.0.0.2", "ports": {"grpc": 9090}}]}),
+        );
+        assert_eq!(
+            error_fields(&report),
+            ["spec.endpoints[1].address", "spec.endpoints[2].ports[grpc]"]
+        );
+        let report =
+            check(json!({"hosts": ["vm.internal"], "ports": https(), "resolution": "STATIC"}));
         assert_eq!(error_fields(&report), ["spec"]);
         assert!(check(json!({"hosts": ["vm.internal"], "ports": https(), "resolution": "STATIC", "location": "MESH_INTERNAL",
             "workloadSelector": {"labels": {"app": "vm"}}})).is_valid());
-        let both = check(json!({"hosts": ["vm.internal"], "ports": https(), "resolution": "STATIC",
-            "workloadSelector": {"labels": {"app": "vm"}}, "endpoints": [{"address": "10.0.0.1"}]}));
+        let both = check(
+            json!({"hosts": ["vm.internal"], "ports": https(), "resolution": "STATIC",
+            "workloadSelector": {"labels": {"app": "vm"}}, "endpoints": [{"address": "10.0.0.1"}]}),
+        );
         assert_eq!(error_fields(&both), ["spec.workloadSelector"]);
     }
 
     #[test]
     fn resolution_dns_needs_resolvable_names() {
-        let report = check(json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "DNS"}));
+        let report =
+            check(json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "DNS"}));
         assert_eq!(error_fields(&report), ["spec.hosts[0]"]);
-        assert!(check(json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "DNS",
-            "endpoints": [{"address": "proxy.example.com"}]})).is_valid());
-        let report = check(json!({"hosts": ["a.example.com"], "ports": https(), "resolution": "DNS_ROUND_ROBIN",
-            "endpoints": [{"address": "a1.example.com"}, {"address": "a2.example.com"}]}));
+        assert!(check(
+            json!({"hosts": ["*.example.com"], "ports": https(), "resolution": "DNS",
+            "endpoints": [{"address": "proxy.example.com"}]})
+        )
+        .is_valid());
+        let report = check(
+            json!({"hosts": ["a.example.com"], "ports": https(), "resolution": "DNS_ROUND_ROBIN",
+            "endpoints": [{"address": "a1.example.com"}, {"address": "a2.example.com"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.endpoints"]);
-        let report = check(json!({"hosts": ["a.example.com"], "ports": https(), "resolution": "DNS", "addresses": ["10.0.0.0/8"]}));
+        let report = check(
+            json!({"hosts": ["a.example.com"], "ports": https(), "resolution": "DNS", "addresses": ["10.0.0.0/8"]}),
+        );
         assert_eq!(error_fields(&report), ["spec.addresses[0]"]);
     }
 
     #[test]
     fn resolution_dynamic_dns() {
-        assert!(check(json!({"hosts": ["*.googleapis.com"], "ports": https(), "resolution": "DYNAMIC_DNS"})).is_valid());
-        let report = check(json!({"hosts": ["*.googleapis.com"], "ports": https(), "resolution": "DYNAMIC_DNS",
-            "endpoints": [{"address": "10.0.0.1"}]}));
+        assert!(check(
+            json!({"hosts": ["*.googleapis.com"], "ports": https(), "resolution": "DYNAMIC_DNS"})
+        )
+        .is_valid());
+        let report = check(
+            json!({"hosts": ["*.googleapis.com"], "ports": https(), "resolution": "DYNAMIC_DNS",
+            "endpoints": [{"address": "10.0.0.1"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.endpoints"]);
     }
 
     #[test]
     fn several_hosts_need_http_or_tls_ports() {
-        let report = check(json!({"hosts": ["a.example.com", "b.example.com"], "resolution": "DNS",
-            "ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}, {"number": 5432, "name": "pg", "protocol": "TCP"}]}));
+        let report = check(
+            json!({"hosts": ["a.example.com", "b.example.com"], "resolution": "DNS",
+            "ports": [{"number": 443, "name": "https", "protocol": "HTTPS"}, {"number": 5432, "name": "pg", "protocol": "TCP"}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.ports[1]"]);
     }
 
     #[test]
     fn export_to_may_be_no_one() {
-        assert!(check(json!({"hosts": ["a.example.com"], "ports": https(), "exportTo": ["~"]})).is_valid());
+        assert!(
+            check(json!({"hosts": ["a.example.com"], "ports": https(), "exportTo": ["~"]}))
+                .is_valid()
+        );
         assert_eq!(
-            error_fields(&check(json!({"hosts": ["a.example.com"], "ports": https(), "exportTo": ["~", "."]}))),
+            error_fields(&check(
+                json!({"hosts": ["a.example.com"], "ports": https(), "exportTo": ["~", "."]})
+            )),
             ["spec.exportTo"]
         );
     }

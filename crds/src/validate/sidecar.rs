@@ -45,7 +45,9 @@ pub(super) fn validate(sidecar: &SidecarSpec, context: &Context, issues: &mut Is
         if !ports.insert(number) {
             issues.error(
                 &at.field("port").field("number"),
-                format!("sidecar: ports on IP bound listeners must be unique: {number} is used twice"),
+                format!(
+                    "sidecar: ports on IP bound listeners must be unique: {number} is used twice"
+                ),
             );
         }
     }
@@ -64,20 +66,33 @@ fn check_port_name_and_target(port: &SidecarPort, at: &FieldPath, issues: &mut I
             issues.error(&at.field("name"), format!("invalid port name: {name}"));
         }
     }
-    issues.check(&at.field("protocol"), check_protocol(port.protocol.as_deref()));
+    issues.check(
+        &at.field("protocol"),
+        check_protocol(port.protocol.as_deref()),
+    );
     if port.target_port.is_some_and(|p| p > 0) {
-        issues.error(&at.field("targetPort"), "targetPort has no impact on Sidecars; remove it");
+        issues.error(
+            &at.field("targetPort"),
+            "targetPort has no impact on Sidecars; remove it",
+        );
     }
 }
 
 fn check_ingress(listener: &IstioIngressListener, at: &FieldPath, issues: &mut Issues) {
     let port_at = at.field("port");
     check_port_name_and_target(&listener.port, &port_at, issues);
-    issues.check(&port_at.field("number"), check_port(listener.port.number.unwrap_or(0)));
+    issues.check(
+        &port_at.field("number"),
+        check_port(listener.port.number.unwrap_or(0)),
+    );
     if let Some(bind) = listener.bind.as_deref().filter(|b| !b.is_empty()) {
         issues.check(&at.field("bind"), check_ip(bind));
     }
-    if let Some(endpoint) = listener.default_endpoint.as_deref().filter(|e| !e.is_empty()) {
+    if let Some(endpoint) = listener
+        .default_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
         check_default_endpoint(endpoint, &at.field("defaultEndpoint"), issues);
     }
     let protocol = listener.port.protocol.as_deref().and_then(Protocol::parse);
@@ -86,9 +101,20 @@ fn check_ingress(listener: &IstioIngressListener, at: &FieldPath, issues: &mut I
         let unsupported = [
             (tls.subject_alt_names.is_some(), "subjectAltNames"),
             (tls.https_redirect == Some(true), "httpsRedirect"),
-            (tls.credential_name.as_deref().is_some_and(|c| !c.is_empty()), "credentialName"),
-            (tls.credential_names.as_ref().is_some_and(|c| !c.is_empty()), "credentialNames"),
-            (tls.tls_certificates.as_ref().is_some_and(|c| !c.is_empty()), "tlsCertificates"),
+            (
+                tls.credential_name
+                    .as_deref()
+                    .is_some_and(|c| !c.is_empty()),
+                "credentialName",
+            ),
+            (
+                tls.credential_names.as_ref().is_some_and(|c| !c.is_empty()),
+                "credentialNames",
+            ),
+            (
+                tls.tls_certificates.as_ref().is_some_and(|c| !c.is_empty()),
+                "tlsCertificates",
+            ),
         ];
         for (present, field) in unsupported {
             if present {
@@ -98,11 +124,18 @@ fn check_ingress(listener: &IstioIngressListener, at: &FieldPath, issues: &mut I
                 );
             }
         }
-        if let Some(mode @ (ServerTlsMode::IstioMutual | ServerTlsMode::AutoPassthrough)) = tls.mode {
-            let name = if mode == ServerTlsMode::IstioMutual { "ISTIO_MUTUAL" } else { "AUTO_PASSTHROUGH" };
+        if let Some(mode @ (ServerTlsMode::IstioMutual | ServerTlsMode::AutoPassthrough)) = tls.mode
+        {
+            let name = if mode == ServerTlsMode::IstioMutual {
+                "ISTIO_MUTUAL"
+            } else {
+                "AUTO_PASSTHROUGH"
+            };
             issues.error(
                 &tls_at.field("mode"),
-                format!("configuration is invalid: cannot set mode to {name} in sidecar ingress tls"),
+                format!(
+                    "configuration is invalid: cannot set mode to {name} in sidecar ingress tls"
+                ),
             );
         }
         if !protocol.is_some_and(Protocol::is_tls) {
@@ -132,10 +165,16 @@ fn check_default_endpoint(endpoint: &str, at: &FieldPath, issues: &mut Issues) {
         return;
     }
     let Some((host, port)) = endpoint.rsplit_once(':') else {
-        issues.error(at, format!("sidecar: defaultEndpoint {endpoint:?} has no port"));
+        issues.error(
+            at,
+            format!("sidecar: defaultEndpoint {endpoint:?} has no port"),
+        );
         return;
     };
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if !matches!(host, "" | "127.0.0.1" | "0.0.0.0" | "::1" | "::") {
         issues.error(
             at,
@@ -166,7 +205,10 @@ fn check_egress_listeners(
             // A listener without a port catches what the others do not: there can be only one,
             // and it must come last, since listeners are matched in order.
             None if catch_all_seen => {
-                issues.error(&at, "sidecar: egress can have only one listener with empty port");
+                issues.error(
+                    &at,
+                    "sidecar: egress can have only one listener with empty port",
+                );
                 continue;
             }
             None => {
@@ -182,7 +224,11 @@ fn check_egress_listeners(
                 check_egress_port(listener, port, &at, issues);
                 let number = port.number.unwrap_or(0);
                 let bind = listener.bind.clone().unwrap_or_default();
-                let fresh = if number == 0 { sockets.insert(bind) } else { ports.insert(number) };
+                let fresh = if number == 0 {
+                    sockets.insert(bind)
+                } else {
+                    ports.insert(number)
+                };
                 if !fresh {
                     let what = if number == 0 {
                         "unix domain socket values for listeners must be unique"
@@ -197,7 +243,12 @@ fn check_egress_listeners(
     }
 }
 
-fn check_egress_port(listener: &IstioEgressListener, port: &SidecarPort, at: &FieldPath, issues: &mut Issues) {
+fn check_egress_port(
+    listener: &IstioEgressListener,
+    port: &SidecarPort,
+    at: &FieldPath,
+    issues: &mut Issues,
+) {
     let port_at = at.field("port");
     check_port_name_and_target(port, &port_at, issues);
     let bind = listener.bind.as_deref().unwrap_or_default();
@@ -212,7 +263,10 @@ fn check_egress_port(listener: &IstioEgressListener, port: &SidecarPort, at: &Fi
             } else {
                 issues.check(&at.field("bind"), check_bind(bind));
             }
-            if !matches!(listener.capture_mode, None | Some(CaptureMode::Default | CaptureMode::None)) {
+            if !matches!(
+                listener.capture_mode,
+                None | Some(CaptureMode::Default | CaptureMode::None)
+            ) {
                 issues.error(
                     &at.field("captureMode"),
                     "sidecar: captureMode must be DEFAULT/NONE for unix domain socket listeners",
@@ -232,7 +286,10 @@ fn check_egress_port(listener: &IstioEgressListener, port: &SidecarPort, at: &Fi
 /// warnings: they change nothing.
 fn check_egress_hosts(hosts: &[String], context: &Context, at: &FieldPath, issues: &mut Issues) {
     if hosts.is_empty() {
-        issues.error(at, "sidecar: egress listener must contain at least one host");
+        issues.error(
+            at,
+            "sidecar: egress listener must contain at least one host",
+        );
         return;
     }
     let mut by_namespace: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -282,7 +339,10 @@ fn check_outbound_policy(policy: &OutboundTrafficPolicy, at: &FieldPath, issues:
     }
     issues.check(&proxy_at.field("host"), check_fqdn(&proxy.host));
     if proxy.port.is_none() {
-        issues.error(&proxy_at.field("port"), "sidecar: egressProxy port must be set");
+        issues.error(
+            &proxy_at.field("port"),
+            "sidecar: egressProxy port must be set",
+        );
         return;
     }
     check_destination(proxy, &proxy_at, issues);
@@ -318,7 +378,10 @@ mod tests {
                        {"hosts": ["./*", "istio-system/*"]}],
             "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}
         }));
-        assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -350,7 +413,9 @@ mod tests {
 
     #[test]
     fn one_catch_all_egress_listener_last() {
-        let report = check(json!({"egress": [{"hosts": ["./*"]}, {"port": {"number": 80, "protocol": "HTTP"}, "hosts": ["./*"]}, {"hosts": ["*/*"]}]}));
+        let report = check(
+            json!({"egress": [{"hosts": ["./*"]}, {"port": {"number": 80, "protocol": "HTTP"}, "hosts": ["./*"]}, {"hosts": ["*/*"]}]}),
+        );
         assert_eq!(error_fields(&report), ["spec.egress[0]", "spec.egress[2]"]);
     }
 
@@ -378,13 +443,20 @@ mod tests {
     #[test]
     fn egress_proxy_needs_allow_any_and_a_port() {
         let proxy = json!({"host": "proxy.example.com", "port": {"number": 3128}});
-        assert!(check(json!({"outboundTrafficPolicy": {"mode": "ALLOW_ANY", "egressProxy": proxy}})).is_valid());
+        assert!(check(
+            json!({"outboundTrafficPolicy": {"mode": "ALLOW_ANY", "egressProxy": proxy}})
+        )
+        .is_valid());
         assert_eq!(
-            error_fields(&check(json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY", "egressProxy": proxy}}))),
+            error_fields(&check(
+                json!({"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY", "egressProxy": proxy}})
+            )),
             ["spec.outboundTrafficPolicy.egressProxy"]
         );
         assert_eq!(
-            error_fields(&check(json!({"outboundTrafficPolicy": {"mode": "ALLOW_ANY", "egressProxy": {"host": "proxy.example.com"}}}))),
+            error_fields(&check(
+                json!({"outboundTrafficPolicy": {"mode": "ALLOW_ANY", "egressProxy": {"host": "proxy.example.com"}}})
+            )),
             ["spec.outboundTrafficPolicy.egressProxy.port"]
         );
     }

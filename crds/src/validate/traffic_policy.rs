@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use crate::istio::networking::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
     LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, PortTrafficPolicy,
-    RetryBudget, TrafficPolicy, TunnelSettings, H2UpgradePolicy,
+    RetryBudget, TrafficPolicy, TunnelSettings,
 };
 
 use super::duration::{check_duration, check_duration_or_zero};
@@ -92,13 +92,18 @@ fn check_port_level_settings(ports: &[PortTrafficPolicy], at: &FieldPath, issues
     for (i, port_policy) in ports.iter().enumerate() {
         let at = at.index(i);
         match port_policy.port.as_ref().and_then(|p| p.number) {
-            None => issues.error(&at.field("port"), "portLevelSettings entry must have a port number"),
+            None => issues.error(
+                &at.field("port"),
+                "portLevelSettings entry must have a port number",
+            ),
             Some(number) => {
                 issues.check(&at.field("port").field("number"), check_port(number));
                 if !seen.insert(number) {
                     issues.error(
                         &at.field("port").field("number"),
-                        format!("duplicate portLevelSettings for port {number}: only the first applies"),
+                        format!(
+                            "duplicate portLevelSettings for port {number}: only the first applies"
+                        ),
                     );
                 }
             }
@@ -177,7 +182,12 @@ pub(crate) fn check_connection_pool(
     }
     if let Some(tcp) = &pool.tcp {
         let at = at.field("tcp");
-        check_non_negative(tcp.max_connections, &at.field("maxConnections"), "maxConnections", issues);
+        check_non_negative(
+            tcp.max_connections,
+            &at.field("maxConnections"),
+            "maxConnections",
+            issues,
+        );
         check_optional_duration(
             tcp.connect_timeout.as_ref(),
             &at.field("connectTimeout"),
@@ -199,7 +209,12 @@ pub(crate) fn check_connection_pool(
         );
         if let Some(keepalive) = &tcp.tcp_keepalive {
             let at = at.field("tcpKeepalive");
-            check_optional_duration(keepalive.time.as_ref(), &at.field("time"), check_duration, issues);
+            check_optional_duration(
+                keepalive.time.as_ref(),
+                &at.field("time"),
+                check_duration,
+                issues,
+            );
             check_optional_duration(
                 keepalive.interval.as_ref(),
                 &at.field("interval"),
@@ -217,7 +232,12 @@ fn check_outlier_detection(outlier: &OutlierDetection, at: &FieldPath, issues: &
         check_duration,
         issues,
     );
-    check_optional_duration(outlier.interval.as_ref(), &at.field("interval"), check_duration, issues);
+    check_optional_duration(
+        outlier.interval.as_ref(),
+        &at.field("interval"),
+        check_duration,
+        issues,
+    );
     if outlier.consecutive_errors.is_some_and(|n| n != 0) {
         issues.warn(
             &at.field("consecutiveErrors"),
@@ -225,7 +245,9 @@ fn check_outlier_detection(outlier: &OutlierDetection, at: &FieldPath, issues: &
         );
     }
     if outlier.split_external_local_origin_errors != Some(true)
-        && outlier.consecutive_local_origin_failures.is_some_and(|n| n > 0)
+        && outlier
+            .consecutive_local_origin_failures
+            .is_some_and(|n| n > 0)
     {
         issues.error(
             &at.field("consecutiveLocalOriginFailures"),
@@ -311,16 +333,25 @@ fn check_consistent_hash(hash: &ConsistentHashLb, at: &FieldPath, issues: &mut I
     }
     if let Some(param) = &hash.http_query_parameter_name {
         if param.is_empty() {
-            issues.error(&at.field("httpQueryParameterName"), "query parameter name cannot be empty");
+            issues.error(
+                &at.field("httpQueryParameterName"),
+                "query parameter name cannot be empty",
+            );
         }
     }
     if let Some(cookie) = &hash.http_cookie {
         if cookie.name.is_empty() {
-            issues.error(&at.field("httpCookie").field("name"), "name required for HttpCookie");
+            issues.error(
+                &at.field("httpCookie").field("name"),
+                "name required for HttpCookie",
+            );
         }
         if let Some(ttl) = &cookie.ttl {
             // `0s` makes a session cookie.
-            issues.check(&at.field("httpCookie").field("ttl"), check_duration_or_zero(ttl));
+            issues.check(
+                &at.field("httpCookie").field("ttl"),
+                check_duration_or_zero(ttl),
+            );
         }
     }
     if hash.ring_hash.is_some() && hash.maglev.is_some() {
@@ -333,7 +364,10 @@ fn check_consistent_hash(hash: &ConsistentHashLb, at: &FieldPath, issues: &mut I
             "consistent hash minimumRingSize is deprecated, use ringHash.minimumRingSize instead",
         );
         if hash.ring_hash.is_some() || hash.maglev.is_some() {
-            issues.error(&field, "only one of minimumRingSize or maglev/ringHash can be specified");
+            issues.error(
+                &field,
+                "only one of minimumRingSize or maglev/ringHash can be specified",
+            );
         }
         check_ring_size(size, &field, issues);
     }
@@ -344,10 +378,13 @@ fn check_consistent_hash(hash: &ConsistentHashLb, at: &FieldPath, issues: &mut I
         let at = at.field("maglev").field("tableSize");
         match maglev.table_size.unwrap_or(0) {
             0 => issues.error(&at, "tableSize must be set for maglev"),
-            size if size >= MAGLEV_TABLE_MAX => {
-                issues.error(&at, format!("tableSize must be less than {MAGLEV_TABLE_MAX} for maglev"))
+            size if size >= MAGLEV_TABLE_MAX => issues.error(
+                &at,
+                format!("tableSize must be less than {MAGLEV_TABLE_MAX} for maglev"),
+            ),
+            size if !is_prime(size) => {
+                issues.error(&at, "tableSize must be a prime number for maglev")
             }
-            size if !is_prime(size) => issues.error(&at, "tableSize must be a prime number for maglev"),
             _ => {}
         }
     }
@@ -355,7 +392,10 @@ fn check_consistent_hash(hash: &ConsistentHashLb, at: &FieldPath, issues: &mut I
 
 fn check_ring_size(size: u64, at: &FieldPath, issues: &mut Issues) {
     if size > RING_SIZE_MAX {
-        issues.error(at, format!("minimumRingSize must be at most {RING_SIZE_MAX}"));
+        issues.error(
+            at,
+            format!("minimumRingSize must be at most {RING_SIZE_MAX}"),
+        );
     }
 }
 
@@ -367,12 +407,12 @@ fn is_prime(n: u64) -> bool {
     if n < 4 {
         return true;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return false;
     }
     let mut factor = 3;
     while factor * factor <= n {
-        if n % factor == 0 {
+        if n.is_multiple_of(factor) {
             return false;
         }
         factor += 2;
@@ -390,7 +430,10 @@ fn check_locality_lb(
     let failover = lb.failover.as_deref().unwrap_or_default();
     let priority = lb.failover_priority.as_deref().unwrap_or_default();
     if !distribute.is_empty() && !failover.is_empty() {
-        issues.error(at, "can not simultaneously specify 'distribute' and 'failover'");
+        issues.error(
+            at,
+            "can not simultaneously specify 'distribute' and 'failover'",
+        );
         return;
     }
     if !failover.is_empty() {
@@ -414,7 +457,10 @@ fn check_locality_lb(
         }
         let total: u32 = to.values().sum();
         if total != 100 {
-            issues.error(&at.field("to"), format!("total locality weight {total} != 100"));
+            issues.error(
+                &at.field("to"),
+                format!("total locality weight {total} != 100"),
+            );
             continue;
         }
         let destinations: Vec<String> = to.keys().cloned().collect();
@@ -431,13 +477,19 @@ fn check_locality_lb(
             entry.to.as_deref().unwrap_or_default(),
         );
         if from == to {
-            issues.error(&at, "locality lb failover settings must specify different regions");
+            issues.error(
+                &at,
+                "locality lb failover settings must specify different regions",
+            );
         }
         if from.contains('/') || to.contains('/') {
             issues.error(&at, "locality lb failover only specify region");
         }
         if from.contains('*') || to.contains('*') {
-            issues.error(&at, "locality lb failover region should not contain '*' wildcard");
+            issues.error(
+                &at,
+                "locality lb failover region should not contain '*' wildcard",
+            );
         }
     }
 }
@@ -467,7 +519,9 @@ fn check_localities(localities: &[String]) -> Result<(), String> {
                 .all(|(a, b)| a == b || *a == "*" || *b == "*")
         });
         if overlaps {
-            return Err(format!("locality {locality} overlap with previous specified ones"));
+            return Err(format!(
+                "locality {locality} overlap with previous specified ones"
+            ));
         }
         seen.push(parts);
     }
@@ -496,15 +550,17 @@ fn check_client_tls(tls: &ClientTlsSettings, at: &FieldPath, issues: &mut Issues
             );
         }
     }
+    // With a credential, SIMPLE and MUTUAL take everything from the Secret.
+    let from_credential =
+        credential && matches!(mode, ClientTlsMode::Simple | ClientTlsMode::Mutual);
+    if from_credential && files {
+        issues.error(
+            &at.field("credentialName"),
+            "cannot specify client certificates or CA certificate or CA CRL if credentialName is set",
+        );
+    }
     match mode {
-        ClientTlsMode::Simple | ClientTlsMode::Mutual if credential => {
-            if files {
-                issues.error(
-                    &at.field("credentialName"),
-                    "cannot specify client certificates or CA certificate or CA CRL if credentialName is set",
-                );
-            }
-        }
+        _ if from_credential => {}
         ClientTlsMode::Mutual => {
             if !has(&tls.client_certificate) {
                 issues.error(
@@ -522,7 +578,10 @@ fn check_client_tls(tls: &ClientTlsSettings, at: &FieldPath, issues: &mut Issues
         ClientTlsMode::Disable | ClientTlsMode::IstioMutual if files || credential => {
             issues.warn(
                 at,
-                format!("certificates are ignored in {} mode", client_mode_name(mode)),
+                format!(
+                    "certificates are ignored in {} mode",
+                    client_mode_name(mode)
+                ),
             );
         }
         _ => {}
@@ -530,7 +589,10 @@ fn check_client_tls(tls: &ClientTlsSettings, at: &FieldPath, issues: &mut Issues
     if let Some(sni) = tls.sni.as_deref().filter(|s| !s.is_empty()) {
         let at = at.field("sni");
         if is_ip(sni) {
-            issues.warn(&at, format!("using an IP address ({sni:?}) as SNI goes against the SNI spec"));
+            issues.warn(
+                &at,
+                format!("using an IP address ({sni:?}) as SNI goes against the SNI spec"),
+            );
         } else {
             issues.check(&at, check_wildcard_domain(sni));
         }
@@ -549,10 +611,16 @@ fn client_mode_name(mode: ClientTlsMode) -> &'static str {
 fn check_tunnel(tunnel: &TunnelSettings, at: &FieldPath, issues: &mut Issues) {
     if let Some(protocol) = tunnel.protocol.as_deref() {
         if !matches!(protocol, "" | "CONNECT" | "POST") {
-            issues.error(&at.field("protocol"), "tunnel protocol must be \"CONNECT\" or \"POST\"");
+            issues.error(
+                &at.field("protocol"),
+                "tunnel protocol must be \"CONNECT\" or \"POST\"",
+            );
         }
     }
-    if let (Err(fqdn), Err(_)) = (check_fqdn(&tunnel.target_host), check_ip(&tunnel.target_host)) {
+    if let (Err(fqdn), Err(_)) = (
+        check_fqdn(&tunnel.target_host),
+        check_ip(&tunnel.target_host),
+    ) {
         issues.error(
             &at.field("targetHost"),
             format!("tunnel target host must be valid FQDN or IP address: {fqdn}"),
@@ -563,7 +631,10 @@ fn check_tunnel(tunnel: &TunnelSettings, at: &FieldPath, issues: &mut Issues) {
 
 fn check_retry_budget(budget: &RetryBudget, at: &FieldPath, issues: &mut Issues) {
     if budget.percent.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-        issues.error(&at.field("percent"), "retry budget percent must be between 0 and 100");
+        issues.error(
+            &at.field("percent"),
+            "retry budget percent must be between 0 and 100",
+        );
     }
 }
 
@@ -615,8 +686,10 @@ mod tests {
     #[test]
     fn outlier_detection() {
         assert!(check(json!({"outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s", "baseEjectionTime": "30s", "maxEjectionPercent": 50}})).is_valid());
-        let report = check(json!({"outlierDetection": {"maxEjectionPercent": 101, "minHealthPercent": -1,
-            "consecutiveLocalOriginFailures": 3, "interval": "1us", "consecutiveErrors": 5}}));
+        let report = check(
+            json!({"outlierDetection": {"maxEjectionPercent": 101, "minHealthPercent": -1,
+            "consecutiveLocalOriginFailures": 3, "interval": "1us", "consecutiveErrors": 5}}),
+        );
         assert_eq!(
             error_fields(&report),
             [
@@ -626,31 +699,47 @@ mod tests {
                 "tp.outlierDetection.minHealthPercent",
             ]
         );
-        assert_eq!(report.warnings[0].field, "tp.outlierDetection.consecutiveErrors");
+        assert_eq!(
+            report.warnings[0].field,
+            "tp.outlierDetection.consecutiveErrors"
+        );
     }
 
     #[test]
     fn consistent_hash_keys_and_sizes() {
         assert!(check(json!({"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user", "maglev": {"tableSize": 65537}}}})).is_valid());
         assert_eq!(
-            error_fields(&check(json!({"loadBalancer": {"consistentHash": {"ringHash": {"minimumRingSize": 1024}}}}))),
+            error_fields(&check(
+                json!({"loadBalancer": {"consistentHash": {"ringHash": {"minimumRingSize": 1024}}}})
+            )),
             ["tp.loadBalancer.consistentHash"]
         );
         assert_eq!(
-            error_fields(&check(json!({"loadBalancer": {"consistentHash": {"httpHeaderName": "x", "useSourceIp": true}}}))),
+            error_fields(&check(
+                json!({"loadBalancer": {"consistentHash": {"httpHeaderName": "x", "useSourceIp": true}}})
+            )),
             ["tp.loadBalancer.consistentHash"]
         );
         assert_eq!(
-            error_fields(&check(json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "maglev": {"tableSize": 65536}}}}))),
+            error_fields(&check(
+                json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "maglev": {"tableSize": 65536}}}})
+            )),
             ["tp.loadBalancer.consistentHash.maglev.tableSize"]
         );
         assert_eq!(
-            error_fields(&check(json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "ringHash": {"minimumRingSize": 10000000}}}}))),
+            error_fields(&check(
+                json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "ringHash": {"minimumRingSize": 10000000}}}})
+            )),
             ["tp.loadBalancer.consistentHash.ringHash.minimumRingSize"]
         );
-        let deprecated = check(json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "minimumRingSize": 1024}}}));
+        let deprecated = check(
+            json!({"loadBalancer": {"consistentHash": {"useSourceIp": true, "minimumRingSize": 1024}}}),
+        );
         assert!(deprecated.is_valid());
-        assert_eq!(deprecated.warnings[0].field, "tp.loadBalancer.consistentHash.minimumRingSize");
+        assert_eq!(
+            deprecated.warnings[0].field,
+            "tp.loadBalancer.consistentHash.minimumRingSize"
+        );
         assert!(is_prime(65537) && is_prime(2) && !is_prime(1) && !is_prime(65535));
     }
 
@@ -660,7 +749,10 @@ mod tests {
             "distribute": [{"from": "us-west/zone1/*", "to": {"us-west/zone1/*": 80, "us-west/zone2/*": 20}}]}}})).is_valid());
         let report = check(json!({"loadBalancer": {"localityLbSetting": {
             "distribute": [{"from": "us-west/*", "to": {"us-west/zone1/*": 80, "us-west/zone2/*": 30}}]}}}));
-        assert_eq!(error_fields(&report), ["tp.loadBalancer.localityLbSetting.distribute[0].to"]);
+        assert_eq!(
+            error_fields(&report),
+            ["tp.loadBalancer.localityLbSetting.distribute[0].to"]
+        );
         let report = check(json!({"loadBalancer": {"localityLbSetting": {
             "failover": [{"from": "us-east", "to": "us-east"}], "failoverPriority": ["topology.kubernetes.io/zone"]}}}));
         assert_eq!(
@@ -670,7 +762,10 @@ mod tests {
                 "tp.loadBalancer.localityLbSetting.failover[0]",
             ]
         );
-        assert_eq!(report.warnings[0].field, "tp.loadBalancer.localityLbSetting");
+        assert_eq!(
+            report.warnings[0].field,
+            "tp.loadBalancer.localityLbSetting"
+        );
         assert!(check_localities(&["a/b".into(), "a/*".into()]).is_err());
         assert!(check_localities(&["a/b".into(), "a/c".into()]).is_ok());
         assert!(check_localities(&["a/*/c".into()]).is_err());
@@ -679,24 +774,35 @@ mod tests {
     #[test]
     fn client_tls() {
         assert!(check(json!({"tls": {"mode": "MUTUAL", "clientCertificate": "/c.pem", "privateKey": "/k.pem", "sni": "api.example.com"}})).is_valid());
-        assert!(check(json!({"tls": {"mode": "MUTUAL", "credentialName": "client-cert"}})).is_valid());
+        assert!(
+            check(json!({"tls": {"mode": "MUTUAL", "credentialName": "client-cert"}})).is_valid()
+        );
         assert_eq!(
-            error_fields(&check(json!({"tls": {"mode": "MUTUAL", "caCertificates": "/ca.pem"}}))),
+            error_fields(&check(
+                json!({"tls": {"mode": "MUTUAL", "caCertificates": "/ca.pem"}})
+            )),
             ["tp.tls.clientCertificate", "tp.tls.privateKey"]
         );
         assert_eq!(
-            error_fields(&check(json!({"tls": {"mode": "SIMPLE", "credentialName": "c", "caCertificates": "/ca.pem"}}))),
+            error_fields(&check(
+                json!({"tls": {"mode": "SIMPLE", "credentialName": "c", "caCertificates": "/ca.pem"}})
+            )),
             ["tp.tls.credentialName"]
         );
         assert_eq!(
-            error_fields(&check(json!({"tls": {"mode": "SIMPLE", "insecureSkipVerify": true, "subjectAltNames": ["a"]}}))),
+            error_fields(&check(
+                json!({"tls": {"mode": "SIMPLE", "insecureSkipVerify": true, "subjectAltNames": ["a"]}})
+            )),
             ["tp.tls.insecureSkipVerify"]
         );
         assert_eq!(
-            error_fields(&check(json!({"tls": {"mode": "SIMPLE", "sni": "bad_name.example.com"}}))),
+            error_fields(&check(
+                json!({"tls": {"mode": "SIMPLE", "sni": "bad_name.example.com"}})
+            )),
             ["tp.tls.sni"]
         );
-        let ignored = check(json!({"tls": {"mode": "ISTIO_MUTUAL", "clientCertificate": "/c.pem"}}));
+        let ignored =
+            check(json!({"tls": {"mode": "ISTIO_MUTUAL", "clientCertificate": "/c.pem"}}));
         assert!(ignored.is_valid());
         assert_eq!(ignored.warnings[0].field, "tp.tls");
     }
@@ -716,10 +822,17 @@ mod tests {
                 "tp.portLevelSettings[3]",
             ]
         );
-        let report = check(json!({"tunnel": {"protocol": "GET", "targetHost": "bad host", "targetPort": 0}, "proxyProtocol": {"version": "V1"}}));
+        let report = check(
+            json!({"tunnel": {"protocol": "GET", "targetHost": "bad host", "targetPort": 0}, "proxyProtocol": {"version": "V1"}}),
+        );
         assert_eq!(
             error_fields(&report),
-            ["tp", "tp.tunnel.protocol", "tp.tunnel.targetHost", "tp.tunnel.targetPort"]
+            [
+                "tp",
+                "tp.tunnel.protocol",
+                "tp.tunnel.targetHost",
+                "tp.tunnel.targetPort"
+            ]
         );
         assert_eq!(
             error_fields(&check(json!({"retryBudget": {"percent": 120}}))),

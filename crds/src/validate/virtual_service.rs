@@ -17,9 +17,9 @@ use super::hosts::{
 };
 use super::http::{
     check_cors_method, check_grpc_status, check_header_match_name, check_header_name,
-    check_header_to_change, check_header_value, check_http_status, check_percent,
-    check_percentage, check_regex, check_request_header_to_set, check_retry_on,
-    check_string_match, is_jwt_claim_route, MatchField,
+    check_header_to_change, check_header_value, check_http_status, check_percent, check_percentage,
+    check_regex, check_request_header_to_set, check_retry_on, check_string_match,
+    is_jwt_claim_route, MatchField,
 };
 use super::names::{check_labels, is_dns_label};
 use super::net::{check_ip_or_cidr, check_port, is_ip};
@@ -56,9 +56,21 @@ pub(super) fn validate(vs: &VirtualServiceSpec, context: &Context, issues: &mut 
         // A VirtualService without hosts is only reachable as a delegate, which is HTTP only
         // and bound wherever the delegating VirtualService is.
         let delegate_rules = [
-            (!gateways.is_empty(), "gateways", "delegate virtual service must have no gateways specified"),
-            (!tls.is_empty(), "tls", "delegate virtual service must have no tls route specified"),
-            (!tcp.is_empty(), "tcp", "delegate virtual service must have no tcp route specified"),
+            (
+                !gateways.is_empty(),
+                "gateways",
+                "delegate virtual service must have no gateways specified",
+            ),
+            (
+                !tls.is_empty(),
+                "tls",
+                "delegate virtual service must have no tls route specified",
+            ),
+            (
+                !tcp.is_empty(),
+                "tcp",
+                "delegate virtual service must have no tcp route specified",
+            ),
         ];
         for (broken, field, reason) in delegate_rules {
             if broken {
@@ -71,7 +83,10 @@ pub(super) fn validate(vs: &VirtualServiceSpec, context: &Context, issues: &mut 
     }
     check_hosts(vs, &scope, &spec.field("hosts"), issues);
     if http.is_empty() && tls.is_empty() && tcp.is_empty() {
-        issues.error(&spec, "http, tcp or tls must be provided in virtual service");
+        issues.error(
+            &spec,
+            "http, tcp or tls must be provided in virtual service",
+        );
     }
     for (i, route) in http.iter().enumerate() {
         check_http_route(route, &scope, &spec.field("http").index(i), issues);
@@ -89,9 +104,23 @@ pub(super) fn validate(vs: &VirtualServiceSpec, context: &Context, issues: &mut 
         &spec.field("exportTo"),
         issues,
     );
-    warn_unreachable_rules(http.iter().map(|r| (r.name.as_deref(), match_keys(r.match_.as_deref()))), &spec.field("http"), issues);
-    warn_unreachable_rules(tls.iter().map(|r| (None, Some(r.match_.iter().map(json_key).collect()))), &spec.field("tls"), issues);
-    warn_unreachable_rules(tcp.iter().map(|r| (None, match_keys(r.match_.as_deref()))), &spec.field("tcp"), issues);
+    warn_unreachable_rules(
+        http.iter()
+            .map(|r| (r.name.as_deref(), match_keys(r.match_.as_deref()))),
+        &spec.field("http"),
+        issues,
+    );
+    warn_unreachable_rules(
+        tls.iter()
+            .map(|r| (None, Some(r.match_.iter().map(json_key).collect()))),
+        &spec.field("tls"),
+        issues,
+    );
+    warn_unreachable_rules(
+        tcp.iter().map(|r| (None, match_keys(r.match_.as_deref()))),
+        &spec.field("tcp"),
+        issues,
+    );
 }
 
 /// Checks the hosts: DNS names (wildcard prefix allowed) or IPs, no `*` for the mesh, no overlaps.
@@ -142,8 +171,14 @@ fn check_hosts(vs: &VirtualServiceSpec, scope: &Scope, at: &FieldPath, issues: &
 fn check_gateway_bound_host(host: &str, sni_routing: bool) -> Result<(), String> {
     if sni_routing && host.starts_with("outbound_") {
         let parts: Vec<&str> = host.split('_').collect();
-        let port = parts.get(1).map(|p| p.trim_matches('.')).unwrap_or_default();
-        let name = parts.get(3).map(|p| p.trim_matches('.')).unwrap_or_default();
+        let port = parts
+            .get(1)
+            .map(|p| p.trim_matches('.'))
+            .unwrap_or_default();
+        let name = parts
+            .get(3)
+            .map(|p| p.trim_matches('.'))
+            .unwrap_or_default();
         if parts.len() < 4
             || !port.starts_with(|c: char| c.is_ascii_digit())
             || !name.contains(|c: char| c.is_ascii_alphabetic())
@@ -177,9 +212,16 @@ fn check_http_route(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &m
     }
     if let Some(response) = &route.direct_response {
         let at = at.field("directResponse");
-        issues.check(&at.field("status"), check_http_status(response.status.into()));
+        issues.check(
+            &at.field("status"),
+            check_http_status(response.status.into()),
+        );
         if let Some(body) = &response.body {
-            check_body_size(body.string.as_deref().or(body.bytes.as_deref()), &at.field("body"), issues);
+            check_body_size(
+                body.string.as_deref().or(body.bytes.as_deref()),
+                &at.field("body"),
+                issues,
+            );
             if body.string.is_some() && body.bytes.is_some() {
                 issues.error(&at.field("body"), "only one of string or bytes may be set");
             }
@@ -192,7 +234,11 @@ fn check_http_route(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &m
         check_rewrite(rewrite, &at.field("rewrite"), issues);
     }
     check_authority_rewritten_once(route, at, issues);
-    check_http_destinations(route.route.as_deref().unwrap_or_default(), &at.field("route"), issues);
+    check_http_destinations(
+        route.route.as_deref().unwrap_or_default(),
+        &at.field("route"),
+        issues,
+    );
     if let Some(timeout) = &route.timeout {
         issues.check(&at.field("timeout"), check_duration(timeout));
     }
@@ -209,7 +255,11 @@ fn check_http_action(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &
         (route.direct_response.is_some(), "directResponse"),
         (route.delegate.is_some(), "delegate"),
     ];
-    let chosen: Vec<&str> = actions.iter().filter(|(set, _)| *set).map(|(_, n)| *n).collect();
+    let chosen: Vec<&str> = actions
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, n)| *n)
+        .collect();
     match chosen.as_slice() {
         [] => issues.error(
             at,
@@ -226,15 +276,24 @@ fn check_http_action(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &
         }
     }
     if route.delegate.is_some() && scope.is_delegate {
-        issues.error(&at.field("delegate"), "delegate HTTP route cannot contain delegate");
+        issues.error(
+            &at.field("delegate"),
+            "delegate HTTP route cannot contain delegate",
+        );
     }
     if !forwards {
         if let Some(action) = chosen.first() {
             if route.fault.is_some() {
-                issues.error(&at.field("fault"), format!("HTTP route cannot contain both fault and {action}"));
+                issues.error(
+                    &at.field("fault"),
+                    format!("HTTP route cannot contain both fault and {action}"),
+                );
             }
             if route.rewrite.is_some() {
-                issues.error(&at.field("rewrite"), format!("HTTP route cannot contain both rewrite and {action}"));
+                issues.error(
+                    &at.field("rewrite"),
+                    format!("HTTP route cannot contain both rewrite and {action}"),
+                );
             }
         }
     }
@@ -242,7 +301,10 @@ fn check_http_action(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &
         let at = at.field("delegate");
         match delegate.name.as_deref() {
             Some(name) if !name.is_empty() => {}
-            _ => issues.error(&at.field("name"), "delegate needs the name of a VirtualService"),
+            _ => issues.error(
+                &at.field("name"),
+                "delegate needs the name of a VirtualService",
+            ),
         }
         if let Some(ns) = delegate.namespace.as_deref().filter(|ns| !ns.is_empty()) {
             if !is_dns_label(ns) {
@@ -251,7 +313,10 @@ fn check_http_action(route: &HttpRoute, scope: &Scope, at: &FieldPath, issues: &
         }
     }
     if route.mirror.is_some() && route.mirrors.is_some() {
-        issues.error(&at.field("mirrors"), "HTTP route cannot contain both mirror and mirrors");
+        issues.error(
+            &at.field("mirrors"),
+            "HTTP route cannot contain both mirror and mirrors",
+        );
     }
 }
 
@@ -268,9 +333,19 @@ fn check_http_match(m: &HttpMatchRequest, scope: &Scope, at: &FieldPath, issues:
         }
     }
     check_header_matches(m.headers.as_ref(), scope, &at.field("headers"), issues);
-    check_header_matches(m.without_headers.as_ref(), scope, &at.field("withoutHeaders"), issues);
+    check_header_matches(
+        m.without_headers.as_ref(),
+        scope,
+        &at.field("withoutHeaders"),
+        issues,
+    );
     for (name, value) in m.query_params.iter().flatten() {
-        check_string_match(value, MatchField::PresenceAllowed, &at.field("queryParams").key(name), issues);
+        check_string_match(
+            value,
+            MatchField::PresenceAllowed,
+            &at.field("queryParams").key(name),
+            issues,
+        );
     }
     if let Some(port) = m.port.filter(|p| *p != 0) {
         issues.check(&at.field("port"), check_port(port));
@@ -281,7 +356,10 @@ fn check_http_match(m: &HttpMatchRequest, scope: &Scope, at: &FieldPath, issues:
     }
     if let Some(ns) = m.source_namespace.as_deref().filter(|ns| !ns.is_empty()) {
         if !is_dns_label(ns) {
-            issues.error(&at.field("sourceNamespace"), format!("sourceNamespace match {ns} is invalid"));
+            issues.error(
+                &at.field("sourceNamespace"),
+                format!("sourceNamespace match {ns} is invalid"),
+            );
         }
     }
 }
@@ -343,7 +421,10 @@ fn check_header_operations(headers: &Headers, at: &FieldPath, issues: &mut Issue
 fn check_authority_rewritten_once(route: &HttpRoute, at: &FieldPath, issues: &mut Issues) {
     let mut current = route.rewrite.as_ref().and_then(|r| r.authority.clone());
     let request = route.headers.as_ref().and_then(|h| h.request.as_ref());
-    for (op, values) in request.into_iter().flat_map(|r| [("set", &r.set), ("add", &r.add)]) {
+    for (op, values) in request
+        .into_iter()
+        .flat_map(|r| [("set", &r.set), ("add", &r.add)])
+    {
         for (name, value) in values.iter().flatten() {
             if !(name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")) {
                 continue;
@@ -361,15 +442,24 @@ fn check_authority_rewritten_once(route: &HttpRoute, at: &FieldPath, issues: &mu
 
 fn check_cors(cors: &CorsPolicy, at: &FieldPath, issues: &mut Issues) {
     if cors.allow_origin.is_some() {
-        issues.warn(&at.field("allowOrigin"), "allowOrigin is deprecated; use allowOrigins");
+        issues.warn(
+            &at.field("allowOrigin"),
+            "allowOrigin is deprecated; use allowOrigins",
+        );
     }
     for (i, origin) in cors.allow_origins.iter().flatten().enumerate() {
         check_origin(origin, &at.field("allowOrigins").index(i), issues);
     }
     for (i, method) in cors.allow_methods.iter().flatten().enumerate() {
-        issues.check(&at.field("allowMethods").index(i), check_cors_method(method));
+        issues.check(
+            &at.field("allowMethods").index(i),
+            check_cors_method(method),
+        );
     }
-    for (field, names) in [("allowHeaders", &cors.allow_headers), ("exposeHeaders", &cors.expose_headers)] {
+    for (field, names) in [
+        ("allowHeaders", &cors.allow_headers),
+        ("exposeHeaders", &cors.expose_headers),
+    ] {
         for (i, name) in names.iter().flatten().enumerate() {
             if name != "*" {
                 issues.check(&at.field(field).index(i), check_header_name(name));
@@ -384,7 +474,11 @@ fn check_cors(cors: &CorsPolicy, at: &FieldPath, issues: &mut Issues) {
 /// An allowed origin: exactly one non-empty match. An exact origin is compared with the
 /// browser's `Origin` header, `scheme://host[:port]`, so anything else never matches.
 fn check_origin(origin: &StringMatch, at: &FieldPath, issues: &mut Issues) {
-    let value = origin.exact.as_deref().or(origin.prefix.as_deref()).or(origin.regex.as_deref());
+    let value = origin
+        .exact
+        .as_deref()
+        .or(origin.prefix.as_deref())
+        .or(origin.regex.as_deref());
     if value.is_none_or(str::is_empty) {
         issues.error(at, "'' is not a valid match type for CORS allow origins");
         return;
@@ -400,7 +494,9 @@ fn check_origin(origin: &StringMatch, at: &FieldPath, issues: &mut Issues) {
         if !looks_like_origin {
             issues.warn(
                 &at.field("exact"),
-                format!("{exact:?} is not an origin (scheme://host[:port]): browsers never send it"),
+                format!(
+                    "{exact:?} is not an origin (scheme://host[:port]): browsers never send it"
+                ),
             );
         }
     }
@@ -415,12 +511,19 @@ fn check_fault(fault: &HttpFaultInjection, at: &FieldPath, issues: &mut Issues) 
         if let Some(p) = abort.percentage.as_ref().and_then(|p| p.value) {
             issues.check(&at.field("percentage").field("value"), check_percentage(p));
         }
-        let kinds = [abort.http_status.is_some(), abort.grpc_status.is_some(), abort.http2_error.is_some()];
+        let kinds = [
+            abort.http_status.is_some(),
+            abort.grpc_status.is_some(),
+            abort.http2_error.is_some(),
+        ];
         match kinds.iter().filter(|set| **set).count() {
             // An abort without a status would abort nothing.
             0 => issues.error(&at, "abort needs httpStatus or grpcStatus"),
             1 => {}
-            _ => issues.error(&at, "only one of httpStatus, grpcStatus or http2Error may be set"),
+            _ => issues.error(
+                &at,
+                "only one of httpStatus, grpcStatus or http2Error may be set",
+            ),
         }
         if let Some(status) = abort.http_status {
             issues.check(&at.field("httpStatus"), check_http_status(status.into()));
@@ -429,7 +532,10 @@ fn check_fault(fault: &HttpFaultInjection, at: &FieldPath, issues: &mut Issues) 
             issues.check(&at.field("grpcStatus"), check_grpc_status(status));
         }
         if abort.http2_error.is_some() {
-            issues.error(&at.field("http2Error"), "HTTP/2 abort fault injection not supported yet");
+            issues.error(
+                &at.field("http2Error"),
+                "HTTP/2 abort fault injection not supported yet",
+            );
         }
     }
     if let Some(delay) = &fault.delay {
@@ -439,28 +545,45 @@ fn check_fault(fault: &HttpFaultInjection, at: &FieldPath, issues: &mut Issues) 
         }
         if let Some(percent) = delay.percent {
             issues.check(&at.field("percent"), check_percent(percent.into()));
-            issues.warn(&at.field("percent"), "percent is deprecated; use percentage");
+            issues.warn(
+                &at.field("percent"),
+                "percent is deprecated; use percentage",
+            );
         }
         match (&delay.fixed_delay, &delay.exponential_delay) {
             (Some(fixed), None) => issues.check(&at.field("fixedDelay"), check_duration(fixed)),
             (None, Some(exponential)) => {
                 issues.check(&at.field("exponentialDelay"), check_duration(exponential));
-                issues.error(&at.field("exponentialDelay"), "exponentialDelay not supported yet; use fixedDelay");
+                issues.error(
+                    &at.field("exponentialDelay"),
+                    "exponentialDelay not supported yet; use fixedDelay",
+                );
             }
-            (Some(_), Some(_)) => issues.error(&at, "only one of fixedDelay or exponentialDelay may be set"),
+            (Some(_), Some(_)) => {
+                issues.error(&at, "only one of fixedDelay or exponentialDelay may be set")
+            }
             (None, None) => issues.error(&at, "delay needs fixedDelay"),
         }
     }
 }
 
 fn check_mirrors(route: &HttpRoute, at: &FieldPath, issues: &mut Issues) {
-    for (value, field) in [(route.mirror_percent, "mirrorPercent"), (route.mirror_percent_snake_case, "mirror_percent")] {
+    for (value, field) in [
+        (route.mirror_percent, "mirrorPercent"),
+        (route.mirror_percent_snake_case, "mirror_percent"),
+    ] {
         if let Some(value) = value {
             let at = at.field(field);
             if value > 100 {
-                issues.error(&at, format!("mirror_percent must have a max value of 100 (it has {value})"));
+                issues.error(
+                    &at,
+                    format!("mirror_percent must have a max value of 100 (it has {value})"),
+                );
             }
-            issues.warn(&at, "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
+            issues.warn(
+                &at,
+                "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead",
+            );
         }
     }
     if let Some(value) = route.mirror_percentage.as_ref().and_then(|p| p.value) {
@@ -480,7 +603,10 @@ fn check_mirrors(route: &HttpRoute, at: &FieldPath, issues: &mut Issues) {
 
 fn check_mirror_percentage(value: f64, at: &FieldPath, issues: &mut Issues) {
     if !(0.0..=100.0).contains(&value) {
-        issues.error(at, format!("mirror percentage must be between 0 and 100 (it has {value})"));
+        issues.error(
+            at,
+            format!("mirror percentage must be between 0 and 100 (it has {value})"),
+        );
     }
 }
 
@@ -495,18 +621,27 @@ fn check_redirect(redirect: &HttpRedirect, at: &FieldPath, issues: &mut Issues) 
     }
     if let Some(code) = redirect.redirect_code.filter(|c| *c != 0) {
         if !(300..=399).contains(&code) {
-            issues.error(&at.field("redirectCode"), format!("{code} is not a valid redirect code, must be 3xx"));
+            issues.error(
+                &at.field("redirectCode"),
+                format!("{code} is not a valid redirect code, must be 3xx"),
+            );
         }
     }
     if let Some(scheme) = redirect.scheme.as_deref().filter(|s| !s.is_empty()) {
         if scheme != "http" && scheme != "https" {
-            issues.error(&at.field("scheme"), "invalid redirect scheme, must be \"http\" or \"https\"");
+            issues.error(
+                &at.field("scheme"),
+                "invalid redirect scheme, must be \"http\" or \"https\"",
+            );
         }
     }
     if let Some(port) = redirect.port {
         issues.check(&at.field("port"), check_port(port));
         if redirect.derive_port.is_some() {
-            issues.error(&at.field("derivePort"), "only one of port or derivePort may be set");
+            issues.error(
+                &at.field("derivePort"),
+                "only one of port or derivePort may be set",
+            );
         }
     }
 }
@@ -515,9 +650,15 @@ fn check_redirect(redirect: &HttpRedirect, at: &FieldPath, issues: &mut Issues) 
 fn check_body_size(body: Option<&str>, at: &FieldPath, issues: &mut Issues) {
     let size = body.map_or(0, str::len);
     if size > BODY_MAX {
-        issues.error(at, "large direct_responses may impact control plane performance, must be less than 1MB");
+        issues.error(
+            at,
+            "large direct_responses may impact control plane performance, must be less than 1MB",
+        );
     } else if size > BODY_WARN {
-        issues.warn(at, "large direct_responses may impact control plane performance");
+        issues.warn(
+            at,
+            "large direct_responses may impact control plane performance",
+        );
     }
 }
 
@@ -553,17 +694,26 @@ fn check_rewrite(rewrite: &HttpRewrite, at: &FieldPath, issues: &mut Issues) {
     let uri = rewrite.uri.as_deref().is_some_and(|u| !u.is_empty());
     let authority = rewrite.authority.as_deref().is_some_and(|a| !a.is_empty());
     if uri && rewrite.uri_regex_rewrite.is_some() {
-        issues.error(&at.field("uriRegexRewrite"), "rewrite may only contain one of uri or uriRegexRewrite");
+        issues.error(
+            &at.field("uriRegexRewrite"),
+            "rewrite may only contain one of uri or uriRegexRewrite",
+        );
     }
     if !uri && !authority && rewrite.uri_regex_rewrite.is_none() {
-        issues.error(at, "rewrite must specify at least one of uri, uriRegexRewrite, or authority");
+        issues.error(
+            at,
+            "rewrite must specify at least one of uri, uriRegexRewrite, or authority",
+        );
     }
     if let Some(regex) = &rewrite.uri_regex_rewrite {
         let at = at.field("uriRegexRewrite");
         let pattern = regex.match_.as_deref().unwrap_or_default();
         let replacement = regex.rewrite.as_deref().unwrap_or_default();
         if pattern.is_empty() || replacement.is_empty() {
-            issues.error(&at, "uriRegexRewrite requires both rewrite and match fields to be specified");
+            issues.error(
+                &at,
+                "uriRegexRewrite requires both rewrite and match fields to be specified",
+            );
         } else {
             issues.check(&at.field("match"), check_regex(pattern));
         }
@@ -599,10 +749,17 @@ fn check_weight(weight: Option<i32>, at: &FieldPath, issues: &mut Issues) {
 
 /// Weights are relative shares (an unset weight is 0); with several destinations at least one
 /// must get traffic.
-fn check_total_weight(weights: impl Iterator<Item = Option<i32>>, at: &FieldPath, issues: &mut Issues) {
+fn check_total_weight(
+    weights: impl Iterator<Item = Option<i32>>,
+    at: &FieldPath,
+    issues: &mut Issues,
+) {
     let weights: Vec<i64> = weights.map(|w| i64::from(w.unwrap_or(0))).collect();
     if weights.len() > 1 && weights.iter().sum::<i64>() == 0 {
-        issues.error(at, "total destination weight = 0: give at least one destination a weight");
+        issues.error(
+            at,
+            "total destination weight = 0: give at least one destination a weight",
+        );
     }
 }
 
@@ -618,23 +775,39 @@ pub(super) fn check_destination(destination: &Destination, at: &FieldPath, issue
         issues.check(&at.field("subset"), check_subset_name(subset));
     }
     if let Some(port) = &destination.port {
-        issues.check(&at.field("port").field("number"), check_port(port.number.unwrap_or(0)));
+        issues.check(
+            &at.field("port").field("number"),
+            check_port(port.number.unwrap_or(0)),
+        );
     }
 }
 
 fn check_tls_route(route: &TlsRoute, scope: &Scope, at: &FieldPath, issues: &mut Issues) {
     if route.match_.is_empty() {
-        issues.error(&at.field("match"), "TLS route must have at least one match condition");
+        issues.error(
+            &at.field("match"),
+            "TLS route must have at least one match condition",
+        );
     }
     for (i, m) in route.match_.iter().enumerate() {
         let at = at.field("match").index(i);
         if m.sni_hosts.is_empty() {
-            issues.error(&at.field("sniHosts"), "TLS match must have at least one SNI host");
+            issues.error(
+                &at.field("sniHosts"),
+                "TLS match must have at least one SNI host",
+            );
         }
         for (j, sni) in m.sni_hosts.iter().enumerate() {
             check_sni_host(sni, scope, &at.field("sniHosts").index(j), issues);
         }
-        check_l4_match(m.destination_subnets.as_deref(), m.port, m.source_labels.as_ref(), m.gateways.as_deref(), &at, issues);
+        check_l4_match(
+            m.destination_subnets.as_deref(),
+            m.port,
+            m.source_labels.as_ref(),
+            m.gateways.as_deref(),
+            &at,
+            issues,
+        );
     }
     check_l4_route_required(route.route.as_deref(), at, "TLS", issues);
 }
@@ -665,7 +838,14 @@ fn check_sni_host(sni: &str, scope: &Scope, at: &FieldPath, issues: &mut Issues)
 fn check_tcp_route(route: &TcpRoute, at: &FieldPath, issues: &mut Issues) {
     for (i, m) in route.match_.iter().flatten().enumerate() {
         let at = at.field("match").index(i);
-        check_l4_match(m.destination_subnets.as_deref(), m.port, m.source_labels.as_ref(), m.gateways.as_deref(), &at, issues);
+        check_l4_match(
+            m.destination_subnets.as_deref(),
+            m.port,
+            m.source_labels.as_ref(),
+            m.gateways.as_deref(),
+            &at,
+            issues,
+        );
         if let Some(subnet) = m.source_subnet.as_deref().filter(|s| !s.is_empty()) {
             issues.check(&at.field("sourceSubnet"), check_ip_or_cidr(subnet));
         }
@@ -673,7 +853,12 @@ fn check_tcp_route(route: &TcpRoute, at: &FieldPath, issues: &mut Issues) {
     check_l4_route_required(route.route.as_deref(), at, "TCP", issues);
 }
 
-fn check_l4_route_required(route: Option<&[RouteDestination]>, at: &FieldPath, kind: &str, issues: &mut Issues) {
+fn check_l4_route_required(
+    route: Option<&[RouteDestination]>,
+    at: &FieldPath,
+    kind: &str,
+    issues: &mut Issues,
+) {
     let route = route.unwrap_or_default();
     if route.is_empty() {
         issues.error(&at.field("route"), format!("{kind} route is required"));
@@ -691,7 +876,10 @@ fn check_l4_match(
     issues: &mut Issues,
 ) {
     for (i, subnet) in subnets.unwrap_or_default().iter().enumerate() {
-        issues.check(&at.field("destinationSubnets").index(i), check_ip_or_cidr(subnet));
+        issues.check(
+            &at.field("destinationSubnets").index(i),
+            check_ip_or_cidr(subnet),
+        );
     }
     if let Some(port) = port.filter(|p| *p != 0) {
         issues.check(&at.field("port"), check_port(port));
@@ -713,7 +901,9 @@ fn json_key<T: serde::Serialize>(m: &T) -> String {
 }
 
 fn match_keys<T: serde::Serialize>(matches: Option<&[T]>) -> Option<Vec<String>> {
-    matches.filter(|m| !m.is_empty()).map(|m| m.iter().map(json_key).collect())
+    matches
+        .filter(|m| !m.is_empty())
+        .map(|m| m.iter().map(json_key).collect())
 }
 
 /// Warns about rules no request can reach: rules after one without matches (which takes
@@ -755,7 +945,10 @@ fn warn_unreachable_rules<'a>(
             }
         }
         if duplicates == matches.len() {
-            issues.warn(&at.index(i), format!("virtualService rule {rule} not used (all matches used by prior rules)"));
+            issues.warn(
+                &at.index(i),
+                format!("virtualService rule {rule} not used (all matches used by prior rules)"),
+            );
         }
     }
 }

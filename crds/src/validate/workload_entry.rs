@@ -11,7 +11,12 @@ use super::report::{FieldPath, Issues};
 use super::Context;
 
 pub(super) fn validate(entry: &WorkloadEntrySpec, _context: &Context, issues: &mut Issues) {
-    check_endpoint(entry, &Endpoint::standalone(), &FieldPath::root("spec"), issues);
+    check_endpoint(
+        entry,
+        &Endpoint::standalone(),
+        &FieldPath::root("spec"),
+        issues,
+    );
 }
 
 /// Where a workload entry appears, which decides what its address may be.
@@ -56,10 +61,16 @@ pub(super) fn check_endpoint(
     if let Some(path) = address.strip_prefix(UNIX_PREFIX) {
         issues.check(&at.field("address"), check_unix_address(path));
         if ports.is_some_and(|p| !p.is_empty()) {
-            issues.error(&at.field("ports"), format!("unix endpoint {address} must not include ports"));
+            issues.error(
+                &at.field("ports"),
+                format!("unix endpoint {address} must not include ports"),
+            );
         }
         if endpoint.service_ports.is_some_and(|p| p.len() != 1) {
-            issues.error(&at.field("address"), "exactly 1 service port required for unix endpoints");
+            issues.error(
+                &at.field("address"),
+                "exactly 1 service port required for unix endpoints",
+            );
         }
     } else if !address.is_empty() && !is_ip(address) {
         if !endpoint.allow_dns_name {
@@ -76,8 +87,14 @@ pub(super) fn check_endpoint(
     }
     for (name, port) in ports.into_iter().flatten() {
         let at = at.field("ports").key(name);
-        if endpoint.service_ports.is_some_and(|known| !known.contains(name.as_str())) {
-            issues.error(&at, format!("endpoint port {name:?} is not defined by the service entry"));
+        if endpoint
+            .service_ports
+            .is_some_and(|known| !known.contains(name.as_str()))
+        {
+            issues.error(
+                &at,
+                format!("endpoint port {name:?} is not defined by the service entry"),
+            );
         }
         if !is_dns_label(name) {
             issues.error(&at, format!("invalid port name: {name}"));
@@ -111,13 +128,21 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert!(check(json!({"address": "10.0.0.1", "ports": {"http": 8080}, "labels": {"app": "vm"}})).is_valid());
+        assert!(check(
+            json!({"address": "10.0.0.1", "ports": {"http": 8080}, "labels": {"app": "vm"}})
+        )
+        .is_valid());
         assert!(check(json!({"address": "vm-1.example.com"})).is_valid());
         assert!(check(json!({"address": "unix:///var/run/app.sock"})).is_valid());
         assert_eq!(error_fields(&check(json!({}))), ["spec.address"]);
-        assert_eq!(error_fields(&check(json!({"address": "not an address"}))), ["spec.address"]);
         assert_eq!(
-            error_fields(&check(json!({"address": "unix:///var/run/app.sock", "ports": {"http": 80}}))),
+            error_fields(&check(json!({"address": "not an address"}))),
+            ["spec.address"]
+        );
+        assert_eq!(
+            error_fields(&check(
+                json!({"address": "unix:///var/run/app.sock", "ports": {"http": 80}})
+            )),
             ["spec.ports"]
         );
         let network_only = check(json!({"network": "vm-network"}));
@@ -127,10 +152,16 @@ mod tests {
 
     #[test]
     fn ports_and_labels() {
-        let report = check(json!({"address": "10.0.0.1", "ports": {"http_1": 80, "grpc": 0}, "labels": {"bad key!": "v"}}));
+        let report = check(
+            json!({"address": "10.0.0.1", "ports": {"http_1": 80, "grpc": 0}, "labels": {"bad key!": "v"}}),
+        );
         assert_eq!(
             error_fields(&report),
-            ["spec.ports[grpc]", "spec.ports[http_1]", "spec.labels[bad key!]"]
+            [
+                "spec.ports[grpc]",
+                "spec.ports[http_1]",
+                "spec.labels[bad key!]"
+            ]
         );
     }
 }

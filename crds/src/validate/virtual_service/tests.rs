@@ -43,51 +43,92 @@ fn a_typical_virtual_service_is_valid() {
              "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx,connect-failure,503"}}
         ]
     }));
-    assert!(report.is_valid() && report.warnings.is_empty(), "{report:?}");
+    assert!(
+        report.is_valid() && report.warnings.is_empty(),
+        "{report:?}"
+    );
 }
 
 #[test]
 fn hosts_are_required_unless_a_delegate() {
     let delegate = check(json!({"http": [{"route": to_reviews()}]}));
     assert!(delegate.is_valid(), "{delegate:?}");
-    let report = check(json!({"gateways": ["public"], "http": [{"route": to_reviews()}],
-        "tcp": [{"route": to_reviews()}]}));
+    let report = check(
+        json!({"gateways": ["public"], "http": [{"route": to_reviews()}],
+        "tcp": [{"route": to_reviews()}]}),
+    );
     assert_eq!(error_fields(&report), ["spec.gateways", "spec.tcp"]);
 }
 
 #[test]
 fn hosts_must_be_valid_and_distinct() {
-    let report = check(json!({"hosts": ["bad_host", "10.0.0.1"], "http": [{"route": to_reviews()}]}));
+    let report =
+        check(json!({"hosts": ["bad_host", "10.0.0.1"], "http": [{"route": to_reviews()}]}));
     assert_eq!(error_fields(&report), ["spec.hosts[0]"]);
     let report = check(json!({"hosts": ["*"], "http": [{"route": to_reviews()}]}));
     assert_eq!(error_fields(&report), ["spec.hosts[0]"]);
-    let report = check(json!({"hosts": ["*"], "gateways": ["istio-system/public"], "http": [{"route": to_reviews()}]}));
+    let report = check(
+        json!({"hosts": ["*"], "gateways": ["istio-system/public"], "http": [{"route": to_reviews()}]}),
+    );
     assert!(report.is_valid(), "{report:?}");
-    let report = check(json!({"hosts": ["*.example.com", "a.example.com"], "http": [{"route": to_reviews()}]}));
+    let report = check(
+        json!({"hosts": ["*.example.com", "a.example.com"], "http": [{"route": to_reviews()}]}),
+    );
     assert_eq!(error_fields(&report), ["spec.hosts[1]"]);
 }
 
 #[test]
 fn gateways_are_mesh_or_namespace_slash_name() {
-    let report = check(json!({"hosts": ["reviews"], "gateways": ["mesh", "istio-system/public", "ns/bad_name", "/x"],
-        "http": [{"route": to_reviews()}]}));
-    assert_eq!(error_fields(&report), ["spec.gateways[2]", "spec.gateways[3]", "spec.gateways[3]"]);
+    let report = check(
+        json!({"hosts": ["reviews"], "gateways": ["mesh", "istio-system/public", "ns/bad_name", "/x"],
+        "http": [{"route": to_reviews()}]}),
+    );
+    assert_eq!(
+        error_fields(&report),
+        ["spec.gateways[2]", "spec.gateways[3]", "spec.gateways[3]"]
+    );
 }
 
 #[test]
 fn a_rule_needs_exactly_one_action() {
-    assert_eq!(error_fields(&check(with_rule(json!({"match": [{"uri": {"prefix": "/"}}]})))), ["spec.http[0]"]);
-    assert_eq!(error_fields(&check(with_rule(json!({"route": []})))), ["spec.http[0]"]);
-    let both = check(with_rule(json!({"route": to_reviews(), "redirect": {"uri": "/v2"}})));
+    assert_eq!(
+        error_fields(&check(with_rule(
+            json!({"match": [{"uri": {"prefix": "/"}}]})
+        ))),
+        ["spec.http[0]"]
+    );
+    assert_eq!(
+        error_fields(&check(with_rule(json!({"route": []})))),
+        ["spec.http[0]"]
+    );
+    let both = check(with_rule(
+        json!({"route": to_reviews(), "redirect": {"uri": "/v2"}}),
+    ));
     assert_eq!(error_fields(&both), ["spec.http[0].redirect"]);
-    let three = check(with_rule(json!({"redirect": {"uri": "/v2"}, "directResponse": {"status": 404},
-        "delegate": {"name": "other"}})));
-    assert_eq!(error_fields(&three), ["spec.http[0].directResponse", "spec.http[0].delegate"]);
-    let fault = check(with_rule(json!({"redirect": {"uri": "/v2"}, "fault": {"abort": {"httpStatus": 500}},
-        "rewrite": {"uri": "/"}})));
-    assert_eq!(error_fields(&fault), ["spec.http[0].fault", "spec.http[0].rewrite"]);
-    assert!(check(with_rule(json!({"directResponse": {"status": 200, "body": {"string": "ok"}}}))).is_valid());
-    assert!(check(with_rule(json!({"delegate": {"name": "reviews-routes", "namespace": "shop"}}))).is_valid());
+    let three = check(with_rule(
+        json!({"redirect": {"uri": "/v2"}, "directResponse": {"status": 404},
+        "delegate": {"name": "other"}}),
+    ));
+    assert_eq!(
+        error_fields(&three),
+        ["spec.http[0].directResponse", "spec.http[0].delegate"]
+    );
+    let fault = check(with_rule(
+        json!({"redirect": {"uri": "/v2"}, "fault": {"abort": {"httpStatus": 500}},
+        "rewrite": {"uri": "/"}}),
+    ));
+    assert_eq!(
+        error_fields(&fault),
+        ["spec.http[0].fault", "spec.http[0].rewrite"]
+    );
+    assert!(check(with_rule(
+        json!({"directResponse": {"status": 200, "body": {"string": "ok"}}})
+    ))
+    .is_valid());
+    assert!(check(with_rule(
+        json!({"delegate": {"name": "reviews-routes", "namespace": "shop"}})
+    ))
+    .is_valid());
 }
 
 #[test]
@@ -126,7 +167,10 @@ fn several_destinations_need_some_weight() {
         {"destination": {"host": "reviews", "subset": "v1"}, "weight": 1},
         {"destination": {"host": "reviews", "subset": "v2"}, "weight": 3}]})));
     assert!(relative.is_valid());
-    assert!(check(with_rule(json!({"route": [{"destination": {"host": "reviews"}, "weight": 0}]}))).is_valid());
+    assert!(check(with_rule(
+        json!({"route": [{"destination": {"host": "reviews"}, "weight": 0}]})
+    ))
+    .is_valid());
 }
 
 #[test]
@@ -174,8 +218,13 @@ fn other_match_conditions() {
 fn jwt_claim_routing_only_on_gateways() {
     let rule = json!({"match": [{"headers": {"@request.auth.claims.group": {"exact": "admin"}}}], "route": to_reviews()});
     let mesh = check(with_rule(rule.clone()));
-    assert_eq!(error_fields(&mesh), ["spec.http[0].match[0].headers[@request.auth.claims.group]"]);
-    let gateway = check(json!({"hosts": ["shop.example.com"], "gateways": ["istio-system/public"], "http": [rule]}));
+    assert_eq!(
+        error_fields(&mesh),
+        ["spec.http[0].match[0].headers[@request.auth.claims.group]"]
+    );
+    let gateway = check(
+        json!({"hosts": ["shop.example.com"], "gateways": ["istio-system/public"], "http": [rule]}),
+    );
     assert!(gateway.is_valid(), "{gateway:?}");
 }
 
@@ -183,7 +232,10 @@ fn jwt_claim_routing_only_on_gateways() {
 fn durations() {
     let report = check(with_rule(json!({"route": to_reviews(), "timeout": "0.5ms",
         "retries": {"attempts": 2, "perTryTimeout": "2", "backoff": "25ms"}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].retries.perTryTimeout", "spec.http[0].timeout"]);
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].retries.perTryTimeout", "spec.http[0].timeout"]
+    );
     assert!(check(with_rule(json!({"route": to_reviews(), "timeout": "1.5s"}))).is_valid());
 }
 
@@ -193,11 +245,20 @@ fn retries() {
         "retries": {"attempts": -1, "retryOn": "5xx,not-a-policy,599"}})));
     assert_eq!(
         error_fields(&report),
-        ["spec.http[0].retries.attempts", "spec.http[0].retries.retryOn", "spec.http[0].retries.retryOn"]
+        [
+            "spec.http[0].retries.attempts",
+            "spec.http[0].retries.retryOn",
+            "spec.http[0].retries.retryOn"
+        ]
     );
-    let disabled = check(with_rule(json!({"route": to_reviews(), "retries": {"retryOn": "5xx"}})));
+    let disabled = check(with_rule(
+        json!({"route": to_reviews(), "retries": {"retryOn": "5xx"}}),
+    ));
     assert_eq!(error_fields(&disabled), ["spec.http[0].retries.attempts"]);
-    assert!(check(with_rule(json!({"route": to_reviews(), "retries": {"attempts": 0}}))).is_valid());
+    assert!(check(with_rule(
+        json!({"route": to_reviews(), "retries": {"attempts": 0}})
+    ))
+    .is_valid());
 }
 
 #[test]
@@ -207,19 +268,40 @@ fn faults() {
         "abort": {"httpStatus": 600, "percentage": {"value": 50}}}})));
     assert_eq!(
         error_fields(&report),
-        ["spec.http[0].fault.abort.httpStatus", "spec.http[0].fault.delay.percentage.value", "spec.http[0].fault.delay"]
+        [
+            "spec.http[0].fault.abort.httpStatus",
+            "spec.http[0].fault.delay.percentage.value",
+            "spec.http[0].fault.delay"
+        ]
     );
-    let report = check(with_rule(json!({"route": to_reviews(), "fault": {"abort": {"grpcStatus": "SOMETIMES"}}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].fault.abort.grpcStatus"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "fault": {"abort": {"percentage": {"value": 5}}}})));
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "fault": {"abort": {"grpcStatus": "SOMETIMES"}}}),
+    ));
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].fault.abort.grpcStatus"]
+    );
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "fault": {"abort": {"percentage": {"value": 5}}}}),
+    ));
     assert_eq!(error_fields(&report), ["spec.http[0].fault.abort"]);
     let report = check(with_rule(json!({"route": to_reviews(), "fault": {}})));
     assert_eq!(error_fields(&report), ["spec.http[0].fault"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "fault": {"delay": {"fixedDelay": "5s", "percent": 10}}})));
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "fault": {"delay": {"fixedDelay": "5s", "percent": 10}}}),
+    ));
     assert!(report.is_valid());
-    assert_eq!(warning_fields(&report), ["spec.http[0].fault.delay.percent"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "fault": {"abort": {"http2Error": "REFUSED_STREAM"}}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].fault.abort.http2Error"]);
+    assert_eq!(
+        warning_fields(&report),
+        ["spec.http[0].fault.delay.percent"]
+    );
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "fault": {"abort": {"http2Error": "REFUSED_STREAM"}}}),
+    ));
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].fault.abort.http2Error"]
+    );
 }
 
 #[test]
@@ -229,9 +311,15 @@ fn mirrors() {
         "mirrorPercentage": {"value": -1}})));
     assert_eq!(
         error_fields(&report),
-        ["spec.http[0].mirrors", "spec.http[0].mirrorPercentage.value", "spec.http[0].mirrors[0].percentage.value"]
+        [
+            "spec.http[0].mirrors",
+            "spec.http[0].mirrorPercentage.value",
+            "spec.http[0].mirrors[0].percentage.value"
+        ]
     );
-    let report = check(with_rule(json!({"route": to_reviews(), "mirror": {"host": "shadow"}, "mirrorPercent": 101})));
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "mirror": {"host": "shadow"}, "mirrorPercent": 101}),
+    ));
     assert_eq!(error_fields(&report), ["spec.http[0].mirrorPercent"]);
     assert_eq!(warning_fields(&report), ["spec.http[0].mirrorPercent"]);
 }
@@ -253,35 +341,69 @@ fn cors() {
             "spec.http[0].corsPolicy.maxAge",
         ]
     );
-    assert_eq!(warning_fields(&report), ["spec.http[0].corsPolicy.allowOrigins[3].exact"]);
-    let deprecated = check(with_rule(json!({"route": to_reviews(), "corsPolicy": {"allowOrigin": ["https://a.example.com"]}})));
-    assert_eq!(warning_fields(&deprecated), ["spec.http[0].corsPolicy.allowOrigin"]);
+    assert_eq!(
+        warning_fields(&report),
+        ["spec.http[0].corsPolicy.allowOrigins[3].exact"]
+    );
+    let deprecated = check(with_rule(
+        json!({"route": to_reviews(), "corsPolicy": {"allowOrigin": ["https://a.example.com"]}}),
+    ));
+    assert_eq!(
+        warning_fields(&deprecated),
+        ["spec.http[0].corsPolicy.allowOrigin"]
+    );
 }
 
 #[test]
 fn rewrites_and_redirects() {
-    let report = check(with_rule(json!({"route": to_reviews(), "rewrite": {"uri": "/", "uriRegexRewrite": {"match": "^/a", "rewrite": "/b"}}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].rewrite.uriRegexRewrite"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "rewrite": {"uriRegexRewrite": {"match": "(", "rewrite": "/b"}}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].rewrite.uriRegexRewrite.match"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "rewrite": {}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].rewrite"]);
-    let report = check(with_rule(json!({"route": to_reviews(), "rewrite": {"authority": "a"},
-        "headers": {"request": {"set": {"Host": "b"}}}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].headers.request.set[Host]"]);
-    let report = check(with_rule(json!({"redirect": {"redirectCode": 200, "scheme": "ftp", "port": 8443, "derivePort": "FROM_REQUEST_PORT"}})));
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "rewrite": {"uri": "/", "uriRegexRewrite": {"match": "^/a", "rewrite": "/b"}}}),
+    ));
     assert_eq!(
         error_fields(&report),
-        ["spec.http[0].redirect.redirectCode", "spec.http[0].redirect.scheme", "spec.http[0].redirect.derivePort"]
+        ["spec.http[0].rewrite.uriRegexRewrite"]
     );
-    assert_eq!(error_fields(&check(with_rule(json!({"redirect": {}})))), ["spec.http[0].redirect"]);
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "rewrite": {"uriRegexRewrite": {"match": "(", "rewrite": "/b"}}}),
+    ));
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].rewrite.uriRegexRewrite.match"]
+    );
+    let report = check(with_rule(json!({"route": to_reviews(), "rewrite": {}})));
+    assert_eq!(error_fields(&report), ["spec.http[0].rewrite"]);
+    let report = check(with_rule(
+        json!({"route": to_reviews(), "rewrite": {"authority": "a"},
+        "headers": {"request": {"set": {"Host": "b"}}}}),
+    ));
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].headers.request.set[Host]"]
+    );
+    let report = check(with_rule(
+        json!({"redirect": {"redirectCode": 200, "scheme": "ftp", "port": 8443, "derivePort": "FROM_REQUEST_PORT"}}),
+    ));
+    assert_eq!(
+        error_fields(&report),
+        [
+            "spec.http[0].redirect.redirectCode",
+            "spec.http[0].redirect.scheme",
+            "spec.http[0].redirect.derivePort"
+        ]
+    );
+    assert_eq!(
+        error_fields(&check(with_rule(json!({"redirect": {}})))),
+        ["spec.http[0].redirect"]
+    );
 }
 
 #[test]
 fn header_operations_and_direct_responses() {
-    let report = check(with_rule(json!({"route": [{"destination": {"host": "reviews"},
+    let report = check(with_rule(
+        json!({"route": [{"destination": {"host": "reviews"},
         "headers": {"response": {"set": {"Host": "x"}}}}],
-        "headers": {"request": {"set": {":path": "/"}, "add": {"x-pct": "50%"}, "remove": ["host"]}}})));
+        "headers": {"request": {"set": {":path": "/"}, "add": {"x-pct": "50%"}, "remove": ["host"]}}}),
+    ));
     assert_eq!(
         error_fields(&report),
         [
@@ -292,10 +414,18 @@ fn header_operations_and_direct_responses() {
         ]
     );
     let report = check(with_rule(json!({"directResponse": {"status": 700}})));
-    assert_eq!(error_fields(&report), ["spec.http[0].directResponse.status"]);
+    assert_eq!(
+        error_fields(&report),
+        ["spec.http[0].directResponse.status"]
+    );
     let big = "x".repeat(BODY_WARN + 1);
-    let report = check(with_rule(json!({"directResponse": {"status": 200, "body": {"string": big}}})));
-    assert_eq!(warning_fields(&report), ["spec.http[0].directResponse.body"]);
+    let report = check(with_rule(
+        json!({"directResponse": {"status": 200, "body": {"string": big}}}),
+    ));
+    assert_eq!(
+        warning_fields(&report),
+        ["spec.http[0].directResponse.body"]
+    );
 }
 
 #[test]
@@ -344,11 +474,16 @@ fn unreachable_rules_are_warnings() {
 
 #[test]
 fn export_to_is_checked() {
-    let report = check(json!({"hosts": ["reviews"], "http": [{"route": to_reviews()}], "exportTo": [".", "shop"]}));
+    let report = check(
+        json!({"hosts": ["reviews"], "http": [{"route": to_reviews()}], "exportTo": [".", "shop"]}),
+    );
     assert_eq!(error_fields(&report), ["spec.exportTo[1]"]);
 }
 
 #[test]
 fn an_empty_virtual_service_is_an_error() {
-    assert_eq!(error_fields(&check(json!({"hosts": ["reviews"]}))), ["spec"]);
+    assert_eq!(
+        error_fields(&check(json!({"hosts": ["reviews"]}))),
+        ["spec"]
+    );
 }
