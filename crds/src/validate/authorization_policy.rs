@@ -533,32 +533,16 @@ fn denies_tcp_by_http_attributes(rule: &Rule) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::{json, Value};
-    use std::collections::BTreeMap;
 
-    fn check_with(spec: Value, annotations: &[(&'static str, &'static str)]) -> Report {
-        let spec: AuthorizationPolicySpec =
-            serde_json::from_value(spec).expect("an AuthorizationPolicy");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("shop"),
-            annotations: annotations.iter().copied().collect::<BTreeMap<_, _>>(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
+    fn check_with(spec: Value, annotations: &[(&str, &str)]) -> Report {
+        run_in(spec, Some("shop"), annotations, validate)
     }
 
     fn check(spec: Value) -> Report {
         check_with(spec, &[])
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
-    }
-
-    fn warning_fields(report: &Report) -> Vec<&str> {
-        report.warnings.iter().map(|e| e.field.as_str()).collect()
     }
 
     #[test]

@@ -75,27 +75,16 @@ pub(super) fn check_subset_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn check(spec: serde_json::Value) -> Report {
-        check_in(spec, Some("shop"))
+        run(spec, validate)
     }
 
     fn check_in(spec: serde_json::Value, namespace: Option<&str>) -> Report {
-        let spec: DestinationRuleSpec = serde_json::from_value(spec).expect("a DestinationRule");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace,
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run_in(spec, namespace, &[], validate)
     }
 
     #[test]

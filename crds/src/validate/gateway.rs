@@ -468,23 +468,12 @@ fn check_certificate_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn check(spec: serde_json::Value) -> Report {
-        let spec: GatewaySpec = serde_json::from_value(spec).expect("a Gateway");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("istio-system"),
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run(spec, validate)
     }
 
     fn server(

@@ -286,6 +286,46 @@ fn backquoted_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
+/// What every kind's unit tests share: run a kind's checks on a spec written as JSON, and list
+/// where the issues are.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Runs `validate` on `spec` as the kind's typed spec, in namespace `shop`.
+    pub(crate) fn run<T: DeserializeOwned>(
+        spec: Value,
+        validate: fn(&T, &Context, &mut Issues),
+    ) -> Report {
+        run_in(spec, Some("shop"), &[], validate)
+    }
+
+    /// [`run`] with a namespace (or none, as for a file checked offline) and annotations.
+    pub(crate) fn run_in<T: DeserializeOwned>(
+        spec: Value,
+        namespace: Option<&str>,
+        annotations: &[(&str, &str)],
+        validate: fn(&T, &Context, &mut Issues),
+    ) -> Report {
+        let typed: T = serde_json::from_value(spec).expect("the spec deserializes");
+        let context = Context {
+            namespace,
+            annotations: annotations.iter().copied().collect(),
+        };
+        let mut issues = Issues::default();
+        validate(&typed, &context, &mut issues);
+        issues.into_report()
+    }
+
+    pub(crate) fn error_fields(report: &Report) -> Vec<&str> {
+        report.errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    pub(crate) fn warning_fields(report: &Report) -> Vec<&str> {
+        report.warnings.iter().map(|e| e.field.as_str()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,24 +45,12 @@ pub(super) fn validate(policy: &PeerAuthenticationSpec, _context: &Context, issu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn check(spec: serde_json::Value) -> Report {
-        let spec: PeerAuthenticationSpec =
-            serde_json::from_value(spec).expect("a PeerAuthentication");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("shop"),
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run(spec, validate)
     }
 
     #[test]

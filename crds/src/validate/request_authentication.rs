@@ -177,24 +177,12 @@ fn check_jwks(jwks: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn check(spec: Value) -> Report {
-        let spec: RequestAuthenticationSpec =
-            serde_json::from_value(spec).expect("a RequestAuthentication");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("shop"),
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run(spec, validate)
     }
 
     #[test]

@@ -259,23 +259,12 @@ fn check_resolution(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::{json, Value};
-    use std::collections::BTreeMap;
 
     fn check(spec: Value) -> Report {
-        let spec: ServiceEntrySpec = serde_json::from_value(spec).expect("a ServiceEntry");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("shop"),
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run(spec, validate)
     }
 
     fn https() -> Value {

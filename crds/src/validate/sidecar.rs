@@ -351,22 +351,12 @@ fn check_outbound_policy(policy: &OutboundTrafficPolicy, at: &FieldPath, issues:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
 
     fn check(spec: serde_json::Value) -> Report {
-        let spec: SidecarSpec = serde_json::from_value(spec).expect("a Sidecar");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: Some("bookinfo"),
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run_in(spec, Some("bookinfo"), &[], validate)
     }
 
     #[test]

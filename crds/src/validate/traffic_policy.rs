@@ -133,10 +133,12 @@ fn check_non_negative(value: Option<i32>, at: &FieldPath, what: &str, issues: &m
     }
 }
 
+type DurationCheck = fn(&str) -> Result<(), String>;
+
 fn check_optional_duration(
     value: Option<&String>,
     at: &FieldPath,
-    check: fn(&str) -> Result<(), String>,
+    check: DurationCheck,
     issues: &mut Issues,
 ) {
     if let Some(text) = value {
@@ -188,39 +190,37 @@ pub(crate) fn check_connection_pool(
             "maxConnections",
             issues,
         );
-        check_optional_duration(
-            tcp.connect_timeout.as_ref(),
-            &at.field("connectTimeout"),
-            check_duration,
-            issues,
-        );
-        check_optional_duration(
-            tcp.max_connection_duration.as_ref(),
-            &at.field("maxConnectionDuration"),
-            check_duration,
-            issues,
-        );
-        // `0s` turns the idle timeout off.
-        check_optional_duration(
-            tcp.idle_timeout.as_ref(),
-            &at.field("idleTimeout"),
-            check_duration_or_zero,
-            issues,
-        );
-        if let Some(keepalive) = &tcp.tcp_keepalive {
-            let at = at.field("tcpKeepalive");
-            check_optional_duration(
-                keepalive.time.as_ref(),
-                &at.field("time"),
+        let keepalive = tcp.tcp_keepalive.as_ref();
+        let durations: [(Option<&String>, FieldPath, DurationCheck); 5] = [
+            (
+                tcp.connect_timeout.as_ref(),
+                at.field("connectTimeout"),
                 check_duration,
-                issues,
-            );
-            check_optional_duration(
-                keepalive.interval.as_ref(),
-                &at.field("interval"),
+            ),
+            (
+                tcp.max_connection_duration.as_ref(),
+                at.field("maxConnectionDuration"),
                 check_duration,
-                issues,
-            );
+            ),
+            // `0s` turns the idle timeout off.
+            (
+                tcp.idle_timeout.as_ref(),
+                at.field("idleTimeout"),
+                check_duration_or_zero,
+            ),
+            (
+                keepalive.and_then(|k| k.time.as_ref()),
+                at.field("tcpKeepalive").field("time"),
+                check_duration,
+            ),
+            (
+                keepalive.and_then(|k| k.interval.as_ref()),
+                at.field("tcpKeepalive").field("interval"),
+                check_duration,
+            ),
+        ];
+        for (value, at, check) in durations {
+            check_optional_duration(value, &at, check, issues);
         }
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::istio::networking::{
-    CorsPolicy, Headers, HttpFaultInjection, HttpMatchRequest, HttpRedirect, HttpRetry,
-    HttpRewrite, HttpRoute, HttpRouteDestination, RouteDestination, TcpRoute, TlsRoute,
+    CorsPolicy, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRedirect,
+    HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination, RouteDestination, TcpRoute, TlsRoute,
 };
 use crate::istio::{Destination, StringMatch, VirtualServiceSpec};
 
@@ -388,33 +388,30 @@ fn check_header_matches(
 }
 
 fn check_header_operations(headers: &Headers, at: &FieldPath, issues: &mut Issues) {
-    if let Some(request) = &headers.request {
-        let at = at.field("request");
-        for (op, values) in [("set", &request.set), ("add", &request.add)] {
+    // A request may set its authority (`:authority`/`Host`); a response has none to set.
+    let sides: [(&Option<HeaderOperations>, &str, HeaderCheck); 2] = [
+        (&headers.request, "request", check_request_header_to_set),
+        (&headers.response, "response", check_header_to_change),
+    ];
+    for (operations, side, check_name_to_set) in sides {
+        let Some(operations) = operations else {
+            continue;
+        };
+        let at = at.field(side);
+        for (op, values) in [("set", &operations.set), ("add", &operations.add)] {
             for (name, value) in values.iter().flatten() {
                 let at = at.field(op).key(name);
-                issues.check(&at, check_request_header_to_set(name));
+                issues.check(&at, check_name_to_set(name));
                 issues.check(&at, check_header_value(value));
             }
         }
-        for (i, name) in request.remove.iter().flatten().enumerate() {
-            issues.check(&at.field("remove").index(i), check_header_to_change(name));
-        }
-    }
-    if let Some(response) = &headers.response {
-        let at = at.field("response");
-        for (op, values) in [("set", &response.set), ("add", &response.add)] {
-            for (name, value) in values.iter().flatten() {
-                let at = at.field(op).key(name);
-                issues.check(&at, check_header_to_change(name));
-                issues.check(&at, check_header_value(value));
-            }
-        }
-        for (i, name) in response.remove.iter().flatten().enumerate() {
+        for (i, name) in operations.remove.iter().flatten().enumerate() {
             issues.check(&at.field("remove").index(i), check_header_to_change(name));
         }
     }
 }
+
+type HeaderCheck = fn(&str) -> Result<(), String>;
 
 /// The authority can be rewritten by `rewrite.authority` or by setting the `:authority`/`Host`
 /// header, but only once: two rewrites would silently race.

@@ -107,23 +107,12 @@ pub(super) fn check_endpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::testing::*;
     use crate::validate::Report;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn check(spec: serde_json::Value) -> Report {
-        let spec: WorkloadEntrySpec = serde_json::from_value(spec).expect("a WorkloadEntry");
-        let mut issues = Issues::default();
-        let context = Context {
-            namespace: None,
-            annotations: BTreeMap::new(),
-        };
-        validate(&spec, &context, &mut issues);
-        issues.into_report()
-    }
-
-    fn error_fields(report: &Report) -> Vec<&str> {
-        report.errors.iter().map(|e| e.field.as_str()).collect()
+        run_in(spec, None, &[], validate)
     }
 
     #[test]

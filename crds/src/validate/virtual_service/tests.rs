@@ -1,24 +1,10 @@
 use super::*;
+use crate::validate::testing::{error_fields, run, warning_fields};
 use crate::validate::Report;
 use serde_json::{json, Value};
 
 fn check(spec: Value) -> Report {
-    let spec: VirtualServiceSpec = serde_json::from_value(spec).expect("a VirtualService");
-    let mut issues = Issues::default();
-    let context = Context {
-        namespace: Some("shop"),
-        annotations: BTreeMap::new(),
-    };
-    validate(&spec, &context, &mut issues);
-    issues.into_report()
-}
-
-fn error_fields(report: &Report) -> Vec<&str> {
-    report.errors.iter().map(|e| e.field.as_str()).collect()
-}
-
-fn warning_fields(report: &Report) -> Vec<&str> {
-    report.warnings.iter().map(|e| e.field.as_str()).collect()
+    run(spec, validate)
 }
 
 /// A VirtualService for `reviews` with one HTTP rule.
