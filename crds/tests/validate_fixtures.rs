@@ -4,46 +4,23 @@
 //! combinations Istio's own webhook rejects; those, and only those, are listed with the errors
 //! Istio would give.
 
-use std::path::{Path, PathBuf};
-
 use mesh_crds::validate::{validate_object, Report};
 use serde_json::Value;
 
-fn fixture_files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("fixture entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
-    files
-}
+mod common;
 
-/// Every document of the files, named `file#index`, as JSON the way the apiserver sends it.
+use common::fixture_documents;
+
+/// Every document of the fixtures in `tests/fixtures/<dir>`, named `file#index`, as JSON the
+/// way the apiserver sends it.
 fn documents(dir: &str) -> Vec<(String, Value)> {
-    let mut docs = Vec::new();
-    for file in fixture_files(dir) {
-        let text = std::fs::read_to_string(&file).expect("readable fixture");
-        let name = file
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .to_string();
-        let mut index = 0;
-        for doc in text.split("\n---\n") {
-            let value: Value = serde_yaml_ng::from_str(doc).expect("fixture is YAML");
-            if value.is_null() {
-                continue;
-            }
-            docs.push((format!("{name}#{index}"), value));
-            index += 1;
-        }
-    }
-    docs
+    fixture_documents(dir)
+        .into_iter()
+        .map(|(name, text)| {
+            let value = serde_yaml_ng::from_str(&text).expect("fixture is YAML");
+            (name, value)
+        })
+        .collect()
 }
 
 fn validate(doc: &Value) -> Report {
