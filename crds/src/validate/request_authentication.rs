@@ -46,6 +46,12 @@ fn check_jwt_rule(rule: &JwtRule, at: &FieldPath, issues: &mut Issues) {
             );
         }
     }
+    if snake.is_some() {
+        issues.warn(
+            &at.field("jwks_uri"),
+            "jwks_uri is the legacy spelling; use jwksUri",
+        );
+    }
     let (jwks_uri, uri_field) = match (camel, snake) {
         (Some(uri), _) => (Some(uri), "jwksUri"),
         (None, Some(uri)) => (Some(uri), "jwks_uri"),
@@ -227,6 +233,7 @@ mod tests {
         assert!(check_jwks_uri("https://10.0.0.1/keys").is_ok());
         let snake = check(json!({"jwtRules": [{"issuer": "i", "jwks_uri": "gopher://x"}]}));
         assert_eq!(error_fields(&snake), ["spec.jwtRules[0].jwks_uri"]);
+        assert_eq!(warning_fields(&snake), ["spec.jwtRules[0].jwks_uri"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::istio::networking::{
     ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, ConsistentHashLb, H2UpgradePolicy,
     LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, PortTrafficPolicy,
-    RetryBudget, TrafficPolicy, TunnelSettings,
+    RetryBudget, SimpleLb, TrafficPolicy, TunnelSettings,
 };
 
 use super::duration::{check_duration, check_duration_or_zero};
@@ -270,6 +270,12 @@ fn check_load_balancer(
     at: &FieldPath,
     issues: &mut Issues,
 ) {
+    if lb.simple == Some(SimpleLb::LeastConn) {
+        issues.warn(
+            &at.field("simple"),
+            "LEAST_CONN is deprecated; use LEAST_REQUEST",
+        );
+    }
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
         issues.error(at, "only one of simple or consistentHash may be set");
     }
@@ -740,6 +746,9 @@ mod tests {
             deprecated.warnings[0].field,
             "tp.loadBalancer.consistentHash.minimumRingSize"
         );
+        let least_conn = check(json!({"loadBalancer": {"simple": "LEAST_CONN"}}));
+        assert!(least_conn.is_valid());
+        assert_eq!(least_conn.warnings[0].field, "tp.loadBalancer.simple");
         assert!(is_prime(65537) && is_prime(2) && !is_prime(1) && !is_prime(65535));
     }
 
