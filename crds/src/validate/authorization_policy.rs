@@ -11,7 +11,7 @@ use super::{Context, DRY_RUN_ANNOTATION};
 
 /// Condition keys with exact names, and whether their values are IP/CIDRs, ports or service
 /// accounts. Keys of the form `name[...]` are in [`MAP_KEYS`].
-const KEYS: [(&str, ValueKind); 10] = [
+const KEYS: [(&str, ValueKind); 11] = [
     ("source.ip", ValueKind::IpBlock),
     ("remote.ip", ValueKind::IpBlock),
     ("source.namespace", ValueKind::Text),
@@ -22,6 +22,7 @@ const KEYS: [(&str, ValueKind); 10] = [
     ("request.auth.presenter", ValueKind::Text),
     ("destination.ip", ValueKind::IpBlock),
     ("destination.port", ValueKind::Port),
+    ("connection.sni", ValueKind::Text),
 ];
 
 /// Condition keys that take a `[name]` suffix, e.g. `request.headers[x-tenant]`.
@@ -687,6 +688,7 @@ mod tests {
     fn conditions() {
         let report = check(json!({"rules": [{"when": [
             {"key": "request.headers[x-tenant]", "values": ["acme"]},
+            {"key": "connection.sni", "values": ["api.example.com"]},
             {"key": "source.ip", "values": ["10.0.0.0/8"], "notValues": ["bad"]},
             {"key": "destination.port", "values": ["https"]},
             {"key": "request.headers[]", "values": ["x"]},
@@ -697,12 +699,12 @@ mod tests {
         assert_eq!(
             error_fields(&report),
             [
-                "spec.rules[0].when[1].notValues[0]",
-                "spec.rules[0].when[2].values[0]",
-                "spec.rules[0].when[3].key",
+                "spec.rules[0].when[2].notValues[0]",
+                "spec.rules[0].when[3].values[0]",
                 "spec.rules[0].when[4].key",
-                "spec.rules[0].when[5]",
-                "spec.rules[0].when[6].key",
+                "spec.rules[0].when[5].key",
+                "spec.rules[0].when[6]",
+                "spec.rules[0].when[7].key",
             ]
         );
     }
