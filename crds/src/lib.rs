@@ -1,5 +1,6 @@
 //! Rust types of every custom resource meshctl defines (`MeshInstall`) or reads (the Istio API),
-//! and the CustomResourceDefinitions generated from them.
+//! the CustomResourceDefinitions generated from them, and the semantic validation of the Istio
+//! objects ([`validate`]) that the validating webhook and `meshctl analyze` share.
 
 pub mod istio;
 pub mod meshinstall;

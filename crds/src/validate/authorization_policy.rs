@@ -62,7 +62,7 @@ pub(super) fn validate(policy: &AuthorizationPolicySpec, context: &Context, issu
         ),
         _ => {}
     }
-    if action == AuthorizationAction::Deny && policy.rules.is_none() {
+    if action == AuthorizationAction::Deny && has_no_rules(policy) {
         issues.error(
             &spec.field("rules"),
             "DENY action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request",
@@ -78,6 +78,11 @@ pub(super) fn validate(policy: &AuthorizationPolicySpec, context: &Context, issu
             );
         }
     }
+}
+
+/// `rules: []` is no rules, as in Istio's API (an empty list and an absent one are the same).
+fn has_no_rules(policy: &AuthorizationPolicySpec) -> bool {
+    policy.rules.as_ref().is_none_or(Vec::is_empty)
 }
 
 fn action_name(action: AuthorizationAction) -> &'static str {
@@ -122,15 +127,21 @@ fn check_dry_run(action: AuthorizationAction, context: &Context, issues: &mut Is
 /// triggers) and a provider, and its rules cannot use the attributes only known after
 /// authentication, which happens after the external call.
 fn check_custom(policy: &AuthorizationPolicySpec, spec: &FieldPath, issues: &mut Issues) {
-    match &policy.rules {
-        None => issues.error(
+    let provider_named = policy
+        .provider
+        .as_ref()
+        .and_then(|p| p.name.as_deref())
+        .is_some_and(|name| !name.is_empty());
+    if has_no_rules(policy) {
+        issues.error(
             &spec.field("rules"),
             "CUSTOM action without `rules` is meaningless as it will never be triggered, add an empty rule `{}` if you want it be triggered for every request",
-        ),
-        Some(_) if policy.provider.as_ref().and_then(|p| p.name.as_deref()).is_none_or(str::is_empty) => {
-            issues.error(&spec.field("provider").field("name"), "`provider.name` must not be empty");
-        }
-        Some(_) => {}
+        );
+    } else if !provider_named {
+        issues.error(
+            &spec.field("provider").field("name"),
+            "`provider.name` must not be empty",
+        );
     }
     for (i, rule) in policy.rules.iter().flatten().enumerate() {
         let at = spec.field("rules").index(i);
@@ -606,6 +617,11 @@ mod tests {
             error_fields(&check(json!({"action": "DENY"}))),
             ["spec.rules"]
         );
+        assert_eq!(
+            error_fields(&check(json!({"action": "DENY", "rules": []}))),
+            ["spec.rules"]
+        );
+        assert!(check(json!({"action": "DENY", "rules": [{}]})).is_valid());
     }
 
     #[test]
