@@ -483,7 +483,7 @@ fn condition_key_kind(key: &str) -> Result<ValueKind, String> {
     if let Some(prefix) = MAP_KEYS.iter().find(|p| key.starts_with(*p)) {
         // `name[inner]` with a non-empty inner name.
         let open = key.find('[');
-        let well_formed = key.ends_with(']') && open.is_some_and(|o| o > 0 && o < key.len() - 2);
+        let well_formed = key.ends_with(']') && open.is_some_and(|o| o > 0 && o + 2 < key.len());
         return if well_formed {
             Ok(ValueKind::Text)
         } else {

@@ -369,6 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_of_the_wrong_type_is_one_error_at_spec() {
+        let report = validate_object(
+            NETWORKING,
+            "Sidecar",
+            &json!({"metadata": {"name": "s"}, "spec": "egress"}),
+        )
+        .expect("known kind");
+        assert_eq!(report.errors.len(), 1, "{report:?}");
+        assert_eq!(report.errors[0].field, "spec");
+        let report =
+            validate_object(SECURITY, "AuthorizationPolicy", &json!(null)).expect("known kind");
+        assert_eq!(report.errors[0].field, "metadata.name");
+    }
+
+    #[test]
     fn a_missing_required_field_is_named() {
         let se = json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
             "metadata": {"name": "ext"}, "spec": {}});
