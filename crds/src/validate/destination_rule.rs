@@ -94,10 +94,7 @@ mod tests {
             "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
             "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]
         }));
-        assert!(
-            report.is_valid() && report.warnings.is_empty(),
-            "{report:?}"
-        );
+        assert_clean(&report);
     }
 
     #[test]

@@ -496,10 +496,7 @@ mod tests {
                 Some(json!({"mode": "SIMPLE", "credentialName": "shop-cert"}))),
             server(json!({"number": 15443, "name": "tls", "protocol": "TLS"}), json!(["*.local"]), Some(json!({"mode": "AUTO_PASSTHROUGH"}))),
         ]}));
-        assert!(
-            report.is_valid() && report.warnings.is_empty(),
-            "{report:?}"
-        );
+        assert_clean(&report);
     }
 
     #[test]

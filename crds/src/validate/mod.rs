@@ -317,6 +317,15 @@ pub(crate) mod testing {
         issues.into_report()
     }
 
+    /// Asserts that a report has neither errors nor warnings.
+    #[track_caller]
+    pub(crate) fn assert_clean(report: &Report) {
+        assert!(
+            report.is_valid() && report.warnings.is_empty(),
+            "{report:?}"
+        );
+    }
+
     pub(crate) fn error_fields(report: &Report) -> Vec<&str> {
         report.errors.iter().map(|e| e.field.as_str()).collect()
     }

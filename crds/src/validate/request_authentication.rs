@@ -200,10 +200,7 @@ mod tests {
             "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}],
             "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}], "timeout": "5s"}]}),
         );
-        assert!(
-            report.is_valid() && report.warnings.is_empty(),
-            "{report:?}"
-        );
+        assert_clean(&report);
     }
 
     #[test]

@@ -276,10 +276,7 @@ mod tests {
         let report = check(
             json!({"hosts": ["api.example.com"], "ports": https(), "location": "MESH_EXTERNAL", "resolution": "DNS"}),
         );
-        assert!(
-            report.is_valid() && report.warnings.is_empty(),
-            "{report:?}"
-        );
+        assert_clean(&report);
     }
 
     #[test]

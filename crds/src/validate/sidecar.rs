@@ -368,10 +368,7 @@ mod tests {
                        {"hosts": ["./*", "istio-system/*"]}],
             "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}
         }));
-        assert!(
-            report.is_valid() && report.warnings.is_empty(),
-            "{report:?}"
-        );
+        assert_clean(&report);
     }
 
     #[test]

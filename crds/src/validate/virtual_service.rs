@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::istio::networking::{
     CorsPolicy, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRedirect,
-    HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination, RouteDestination, TcpRoute, TlsRoute,
+    HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination, L4MatchAttributes, RouteDestination,
+    TcpRoute, TlsMatchAttributes, TlsRoute,
 };
 use crate::istio::{Destination, StringMatch, VirtualServiceSpec};
 
@@ -797,14 +798,7 @@ fn check_tls_route(route: &TlsRoute, scope: &Scope, at: &FieldPath, issues: &mut
         for (j, sni) in m.sni_hosts.iter().enumerate() {
             check_sni_host(sni, scope, &at.field("sniHosts").index(j), issues);
         }
-        check_l4_match(
-            m.destination_subnets.as_deref(),
-            m.port,
-            m.source_labels.as_ref(),
-            m.gateways.as_deref(),
-            &at,
-            issues,
-        );
+        check_l4_match(&L4Conditions::from(m), &at, issues);
     }
     check_l4_route_required(route.route.as_deref(), at, "TLS", issues);
 }
@@ -835,14 +829,7 @@ fn check_sni_host(sni: &str, scope: &Scope, at: &FieldPath, issues: &mut Issues)
 fn check_tcp_route(route: &TcpRoute, at: &FieldPath, issues: &mut Issues) {
     for (i, m) in route.match_.iter().flatten().enumerate() {
         let at = at.field("match").index(i);
-        check_l4_match(
-            m.destination_subnets.as_deref(),
-            m.port,
-            m.source_labels.as_ref(),
-            m.gateways.as_deref(),
-            &at,
-            issues,
-        );
+        check_l4_match(&L4Conditions::from(m), &at, issues);
         if let Some(subnet) = m.source_subnet.as_deref().filter(|s| !s.is_empty()) {
             issues.check(&at.field("sourceSubnet"), check_ip_or_cidr(subnet));
         }
@@ -864,14 +851,39 @@ fn check_l4_route_required(
 }
 
 /// The conditions TLS and TCP matches share.
-fn check_l4_match(
-    subnets: Option<&[String]>,
+struct L4Conditions<'a> {
+    subnets: Option<&'a [String]>,
     port: Option<u32>,
-    source_labels: Option<&BTreeMap<String, String>>,
-    gateways: Option<&[String]>,
-    at: &FieldPath,
-    issues: &mut Issues,
-) {
+    source_labels: Option<&'a BTreeMap<String, String>>,
+    gateways: Option<&'a [String]>,
+}
+
+/// TLS and TCP match types have the same four fields under the same names.
+macro_rules! l4_conditions_of {
+    ($match_type:ty) => {
+        impl<'a> From<&'a $match_type> for L4Conditions<'a> {
+            fn from(m: &'a $match_type) -> Self {
+                L4Conditions {
+                    subnets: m.destination_subnets.as_deref(),
+                    port: m.port,
+                    source_labels: m.source_labels.as_ref(),
+                    gateways: m.gateways.as_deref(),
+                }
+            }
+        }
+    };
+}
+
+l4_conditions_of!(TlsMatchAttributes);
+l4_conditions_of!(L4MatchAttributes);
+
+fn check_l4_match(conditions: &L4Conditions, at: &FieldPath, issues: &mut Issues) {
+    let L4Conditions {
+        subnets,
+        port,
+        source_labels,
+        gateways,
+    } = *conditions;
     for (i, subnet) in subnets.unwrap_or_default().iter().enumerate() {
         issues.check(
             &at.field("destinationSubnets").index(i),

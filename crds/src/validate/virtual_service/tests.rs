@@ -1,5 +1,5 @@
 use super::*;
-use crate::validate::testing::{error_fields, run, warning_fields};
+use crate::validate::testing::{assert_clean, error_fields, run, warning_fields};
 use crate::validate::Report;
 use serde_json::{json, Value};
 
@@ -29,10 +29,7 @@ fn a_typical_virtual_service_is_valid() {
              "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx,connect-failure,503"}}
         ]
     }));
-    assert!(
-        report.is_valid() && report.warnings.is_empty(),
-        "{report:?}"
-    );
+    assert_clean(&report);
 }
 
 #[test]
