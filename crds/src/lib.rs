@@ -1,8 +1,10 @@
 //! Rust types of every custom resource meshctl defines (`MeshInstall`) or reads (the Istio API),
-//! and the CustomResourceDefinitions generated from them.
+//! the CustomResourceDefinitions generated from them, and the semantic validation of the Istio
+//! objects ([`validate`]) that the validating webhook and `meshctl analyze` share.
 
 pub mod istio;
 pub mod meshinstall;
+pub mod validate;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 

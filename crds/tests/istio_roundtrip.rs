@@ -4,7 +4,6 @@
 //! names it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -16,53 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/istio")
-}
+mod common;
 
-/// Every document of every fixture file, with the name of the file and its index in the file.
-fn fixture_documents() -> Vec<(String, String)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .expect("fixture directory")
-        .map(|e| e.expect("fixture entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no fixtures found");
-    let mut docs = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("readable fixture");
-        let name = file
-            .file_name()
-            .expect("file name")
-            .to_string_lossy()
-            .to_string();
-        for (i, doc) in split_documents(&text).into_iter().enumerate() {
-            docs.push((format!("{name}#{i}"), doc));
-        }
-    }
-    docs
-}
-
-/// Splits a multi-document YAML stream on `---` lines, dropping empty documents. Each document is
-/// then parsed on its own from text, as `kubectl` does with a file.
-fn split_documents(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.lines() {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else if let Some(doc) = docs.last_mut() {
-            doc.push_str(line);
-            doc.push('\n');
-        }
-    }
-    docs.into_iter()
-        .filter(|d| {
-            d.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        })
-        .collect()
-}
+use common::fixture_documents;
 
 /// Parses the document as `T` and writes it back as JSON.
 fn typed_roundtrip<T: DeserializeOwned + Serialize>(doc: &str) -> Result<Value, String> {
@@ -139,7 +94,7 @@ fn every_fixture_roundtrips_unchanged() {
     let crds = istio::crds();
     let mut kinds = BTreeMap::<String, usize>::new();
     let mut failures = Vec::new();
-    let docs = fixture_documents();
+    let docs = fixture_documents("istio");
     assert!(docs.len() >= 30, "only {} fixture documents", docs.len());
     for (name, doc) in docs {
         let mut original: Value = serde_yaml_ng::from_str(&doc).expect("fixture is YAML");
@@ -265,7 +220,7 @@ fn fixtures_cover_every_field() {
         schema_fields(schema, kind, &mut declared);
     }
     let mut used = BTreeSet::new();
-    for (_, doc) in fixture_documents() {
+    for (_, doc) in fixture_documents("istio") {
         let doc: Value = serde_yaml_ng::from_str(&doc).expect("fixture is YAML");
         let kind = doc["kind"].as_str().unwrap_or_default();
         if let Some(schema) = schemas.get(kind) {
