@@ -421,6 +421,7 @@ cmd_up() {
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
     --endpoint-reconciler-type=none \
+    --enable-aggregator-routing=true \
     --profiling=false \
     --v=1
   wait_until kube-apiserver "kube-apiserver /readyz" probe kube-apiserver

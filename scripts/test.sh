@@ -75,8 +75,8 @@ MESHCTL_E2E_KUBECONFIG="$(e2e/cluster.sh kubeconfig)"
 export MESHCTL_E2E_KUBECONFIG
 
 step "e2e: tests"
-# The e2e tests run the real binaries: meshctl, and mesh-operator as a local process (kwok only
-# fakes the pods, so the in-cluster operator replica never runs; the local one holds the Lease).
-cargo build --locked -p meshctl -p meshctl-operator
+# The e2e tests run the real binaries: meshctl, and mesh-operator and meshd as local processes
+# (kwok only fakes the pods, so the in-cluster replicas never run).
+cargo build --locked -p meshctl -p meshctl-operator -p meshd
 cargo test --locked -p meshctl-operator --features e2e --test controller_e2e
 cargo test --locked -p meshctl-e2e

@@ -4,6 +4,7 @@
 //! `kubectl` built with the cluster, each run as a real process.
 
 pub mod dashboard;
+pub mod meshd;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

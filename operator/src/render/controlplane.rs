@@ -245,6 +245,9 @@ fn meshd_container(ctx: &Context, image: &str) -> Value {
             "--mesh-config=/etc/mesh/config/mesh",
             "--inject-config=/etc/mesh/inject",
             format!("--revision={}", ctx.revision_label()),
+            format!("--service={}", ctx.meshd_name()),
+            format!("--injector-webhook={}", webhook_names(ctx).0),
+            format!("--validator-webhook={}", webhook_names(ctx).1),
         ],
         "env": env,
         "ports": [
@@ -375,7 +378,7 @@ fn mutating_webhook(ctx: &Context, component: &Component) -> Value {
             "matchPolicy": "Equivalent",
             "namespaceSelector": namespace_selector,
             "objectSelector": object_selector,
-            "reinvocationPolicy": "Never",
+            "reinvocationPolicy": "IfNeeded",
             "rules": rules,
             "sideEffects": "None",
             "timeoutSeconds": 10,
@@ -405,9 +408,14 @@ fn mutating_webhook(ctx: &Context, component: &Component) -> Value {
                 json!({"matchExpressions": [rev, {"key": "istio-injection", "operator": "DoesNotExist"}]}),
                 json!({"matchExpressions": [not_opted_out]}),
             ),
+            // Only where the namespace does not choose: a pod on the revision in a namespace on
+            // it too is the namespace hook's, and must not be sent twice.
             hook(
                 "rev.object.sidecar-injector.meshctl.dev",
-                json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"}]}),
+                json!({"matchExpressions": [
+                    {"key": "istio-injection", "operator": "DoesNotExist"},
+                    {"key": "istio.io/rev", "operator": "DoesNotExist"},
+                ]}),
                 json!({"matchExpressions": [not_opted_out, rev]}),
             ),
         ]
@@ -420,9 +428,9 @@ fn mutating_webhook(ctx: &Context, component: &Component) -> Value {
     })
 }
 
-/// Istio API objects are validated on create and update. The policy starts as Ignore so that a
-/// control plane that is not yet up cannot block every config change; meshd tightens it to Fail
-/// once it serves.
+/// Istio API objects are validated on create and update. The policy is Ignore so that a control
+/// plane that is down cannot block every config change in the cluster (meshd only writes the
+/// caBundle; a policy it changed would be put back by the operator's drift repair).
 fn validating_webhook(ctx: &Context, component: &Component) -> Value {
     let (_, name) = webhook_names(ctx);
     // Objects labelled for another revision are that revision's to validate.

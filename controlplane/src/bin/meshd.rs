@@ -1,0 +1,138 @@
+//! `meshd`: the mesh's control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use mesh_controlplane::serve::{self, Settings};
+
+#[derive(Parser)]
+#[command(name = "meshd", version, about = "The meshctl control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: the CA and the injection and validation webhooks.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Kubeconfig to use instead of the pod's service account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// The namespace meshd runs in, where the CA Secret is kept.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mesh-system")]
+    namespace: String,
+    #[arg(long, env = "REVISION", default_value = "default")]
+    revision: String,
+    /// meshd's Service: the webhook certificate is issued for its DNS names.
+    #[arg(long, default_value = "meshd")]
+    service: String,
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// The MutatingWebhookConfiguration whose caBundle meshd keeps
+    /// (default: meshd-sidecar-injector-<namespace>).
+    #[arg(long)]
+    injector_webhook: Option<String>,
+    /// The ValidatingWebhookConfiguration whose caBundle meshd keeps
+    /// (default: meshd-validator-<namespace>).
+    #[arg(long)]
+    validator_webhook: Option<String>,
+    /// The injector ConfigMap's directory (files `values` and `config`).
+    #[arg(long, default_value = "/etc/mesh/inject")]
+    inject_config: PathBuf,
+    /// The mesh config file.
+    #[arg(long, default_value = "/etc/mesh/config/mesh")]
+    mesh_config: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:15017")]
+    webhook_addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    debug_addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:15014")]
+    monitoring_addr: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve_command(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a pod")?,
+    };
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let namespace = args.namespace;
+    let settings = Settings {
+        injector_webhook: args
+            .injector_webhook
+            .unwrap_or_else(|| format!("meshd-sidecar-injector-{namespace}")),
+        validator_webhook: args
+            .validator_webhook
+            .unwrap_or_else(|| format!("meshd-validator-{namespace}")),
+        namespace,
+        revision: args.revision,
+        service: args.service,
+        trust_domain: args.trust_domain,
+        inject_dir: args.inject_config,
+        mesh_config: args.mesh_config,
+        webhook_addr: args.webhook_addr,
+        debug_addr: args.debug_addr,
+        monitoring_addr: args.monitoring_addr,
+    };
+    tokio::select! {
+        result = serve::run(client, settings) => result,
+        _ = stop_signal() => Ok(()),
+    }
+}
+
+/// SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

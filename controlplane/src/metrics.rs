@@ -1,0 +1,132 @@
+//! meshd's Prometheus metrics, with Istio's names where istiod has the same one.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+use crate::webhook::admission::Response;
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    injection_requests: Counter,
+    injection_success: Counter,
+    injection_skip: Counter,
+    injection_failure: Counter,
+    validation_passed: Counter,
+    validation_failed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let injection_requests = counter(
+            &mut registry,
+            "sidecar_injection_requests",
+            "Pods sent to the injection webhook",
+        );
+        let injection_success = counter(
+            &mut registry,
+            "sidecar_injection_success",
+            "Pods that got the sidecar",
+        );
+        let injection_skip = counter(
+            &mut registry,
+            "sidecar_injection_skip",
+            "Pods left alone (opted out, hostNetwork, already injected)",
+        );
+        let injection_failure = counter(
+            &mut registry,
+            "sidecar_injection_failure",
+            "Pods refused because they could not be injected",
+        );
+        let validation_passed = counter(
+            &mut registry,
+            "galley_validation_passed",
+            "Istio API objects the validation webhook accepted",
+        );
+        let validation_failed = counter(
+            &mut registry,
+            "galley_validation_failed",
+            "Istio API objects the validation webhook refused",
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            injection_requests,
+            injection_success,
+            injection_skip,
+            injection_failure,
+            validation_passed,
+            validation_failed,
+        }))
+    }
+
+    pub fn injection(&self, response: &Response) {
+        self.0.injection_requests.inc();
+        if !response.allowed {
+            self.0.injection_failure.inc();
+        } else if response.patch.is_some() {
+            self.0.injection_success.inc();
+        } else {
+            self.0.injection_skip.inc();
+        }
+    }
+
+    pub fn validation(&self, response: &Response) {
+        if response.allowed {
+            self.0.validation_passed.inc();
+        } else {
+            self.0.validation_failed.inc();
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.0.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_by_kind() {
+        let metrics = Metrics::new();
+        let mut injected = Response::allow("a");
+        injected.patch = Some(serde_json::json!([]));
+        metrics.injection(&injected);
+        metrics.injection(&Response::allow("b"));
+        metrics.injection(&Response::deny("c", "no".to_owned()));
+        metrics.validation(&Response::deny("d", "no".to_owned()));
+        let text = metrics.encode();
+        for line in [
+            "sidecar_injection_requests_total 3",
+            "sidecar_injection_success_total 1",
+            "sidecar_injection_skip_total 1",
+            "sidecar_injection_failure_total 1",
+            "galley_validation_failed_total 1",
+            "galley_validation_passed_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! meshd as a local process standing in for its (kwok-faked) pod: the pod's IP is added to the
+//! host's loopback interface and meshd listens there, so the API server, which resolves webhook
+//! Services to their endpoints (`--enable-aggregator-routing`), really calls it at the pod's
+//! address, through the Service and EndpointSlice the cluster made for the rendered objects.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::dashboard::get_within;
+use crate::{free_port, meshctl_bin, wait_for, Cluster};
+
+/// The `meshd` binary of this build: `MESHD_BIN`, or beside `meshctl`.
+pub fn meshd_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESHD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let candidate = meshctl_bin().with_file_name("meshd");
+    assert!(
+        candidate.exists(),
+        "{} not found: run `cargo build -p meshd` first or set MESHD_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+/// An address on the host's loopback interface for as long as the value lives.
+pub struct HostAddress {
+    pub ip: String,
+}
+
+impl HostAddress {
+    pub fn add(ip: &str) -> HostAddress {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{ip}/32"), "dev", "lo"])
+            .stderr(Stdio::null())
+            .status();
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .output()
+            .expect("run ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "cannot add {ip} to lo (these tests run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        HostAddress { ip: ip.to_owned() }
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"])
+            .status();
+    }
+}
+
+/// A running meshd; its log is printed when the test fails.
+pub struct Meshd {
+    child: Child,
+    log: PathBuf,
+    /// `http://127.0.0.1:<port>`: `/ready`, `/metrics`, the debug page.
+    pub debug_url: String,
+    _address: HostAddress,
+}
+
+/// The args of the rendered meshd Deployment's container, with the mounted files and the
+/// listen addresses replaced by local ones.
+fn local_args(deployment: &Value, files: &Path, ip: &str, debug_port: u16) -> Vec<String> {
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<String> = args
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|arg| {
+            if arg.starts_with("--mesh-config=") {
+                format!("--mesh-config={}", files.join("mesh").display())
+            } else if arg.starts_with("--inject-config=") {
+                format!("--inject-config={}", files.join("inject").display())
+            } else {
+                arg.to_owned()
+            }
+        })
+        .collect();
+    out.push(format!("--webhook-addr={ip}:15017"));
+    out.push(format!("--debug-addr=127.0.0.1:{debug_port}"));
+    out.push(format!("--monitoring-addr=127.0.0.1:{}", free_port()));
+    out
+}
+
+impl Meshd {
+    /// Starts meshd for the rendered Deployment `name` in `ns`, at the IP of its Ready pod, with
+    /// the mesh and injector ConfigMaps the cluster holds, and waits until it reports ready.
+    pub fn start(cluster: &Cluster, ns: &str, name: &str, pod_ip: &str) -> Meshd {
+        let address = HostAddress::add(pod_ip);
+        let files =
+            std::env::temp_dir().join(format!("meshctl-e2e-meshd-{ns}-{}", std::process::id()));
+        std::fs::create_dir_all(files.join("inject")).expect("meshd files dir");
+        let revisioned = |base: &str| name.replacen("meshd", base, 1);
+        let injector =
+            cluster.get_json(&["configmap", &revisioned("mesh-sidecar-injector"), "-n", ns]);
+        for key in ["values", "config"] {
+            let text = injector["data"][key].as_str().unwrap_or_default();
+            std::fs::write(files.join("inject").join(key), text).expect("write injector file");
+        }
+        let mesh = cluster.get_json(&["configmap", &revisioned("mesh"), "-n", ns]);
+        std::fs::write(
+            files.join("mesh"),
+            mesh["data"]["mesh"].as_str().unwrap_or_default(),
+        )
+        .expect("write mesh config");
+        let deployment = cluster.get_json(&["deployment", name, "-n", ns]);
+        let debug_port = free_port();
+        let log = files.join("meshd.log");
+        let file = std::fs::File::create(&log).expect("meshd log file");
+        let err = file.try_clone().expect("meshd log file");
+        let child = Command::new(meshd_bin())
+            .args(local_args(&deployment, &files, pod_ip, debug_port))
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("POD_NAMESPACE", ns)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("start meshd");
+        let meshd = Meshd {
+            child,
+            log,
+            debug_url: format!("http://127.0.0.1:{debug_port}"),
+            _address: address,
+        };
+        wait_for("meshd to report ready", Duration::from_secs(30), || {
+            get_within(
+                &format!("{}/ready", meshd.debug_url),
+                Duration::from_secs(2),
+            )
+            .ok()
+            .filter(|body| body.starts_with("ready"))
+        });
+        meshd
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Meshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = self.log();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            eprintln!("--- last lines of the meshd log ({}):", self.log.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
