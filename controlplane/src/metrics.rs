@@ -19,6 +19,10 @@ struct Inner {
     injection_failure: Counter,
     validation_passed: Counter,
     validation_failed: Counter,
+    csr_received: Counter,
+    authentication_failures: Counter,
+    csr_refused: Counter,
+    certificates_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -65,6 +69,26 @@ impl Metrics {
             "galley_validation_failed",
             "Istio API objects the validation webhook refused",
         );
+        let csr_received = counter(
+            &mut registry,
+            "citadel_server_csr_count",
+            "Certificate signing requests received",
+        );
+        let authentication_failures = counter(
+            &mut registry,
+            "citadel_server_authentication_failure_count",
+            "Certificate requests whose token was not accepted",
+        );
+        let csr_refused = counter(
+            &mut registry,
+            "citadel_server_csr_sign_err_count",
+            "Certificate requests refused (wrong identity, bad CSR)",
+        );
+        let certificates_issued = counter(
+            &mut registry,
+            "citadel_server_success_cert_issuance_count",
+            "Workload certificates issued",
+        );
         Metrics(Arc::new(Inner {
             registry,
             injection_requests,
@@ -73,6 +97,10 @@ impl Metrics {
             injection_failure,
             validation_passed,
             validation_failed,
+            csr_received,
+            authentication_failures,
+            csr_refused,
+            certificates_issued,
         }))
     }
 
@@ -93,6 +121,22 @@ impl Metrics {
         } else {
             self.0.validation_failed.inc();
         }
+    }
+
+    pub fn csr_received(&self) {
+        self.0.csr_received.inc();
+    }
+
+    pub fn authentication_failed(&self) {
+        self.0.authentication_failures.inc();
+    }
+
+    pub fn csr_refused(&self) {
+        self.0.csr_refused.inc();
+    }
+
+    pub fn certificate_issued(&self) {
+        self.0.certificates_issued.inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::Client;
+use mesh_xds::ca::istio_certificate_service_server::IstioCertificateServiceServer;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tracing::info;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{error, info};
 
+use crate::ca::{self, rotation, CaHandle};
 use crate::debug::{self, Readiness};
 use crate::inject_config::{self, Files};
 use crate::metrics::Metrics;
+use crate::token_review::TokenReviewer;
 use crate::webhook::server::{self, FailurePolicies};
 use crate::webhook_configs::{self, Hook};
-use crate::{ca, serving_cert};
+use crate::workload_ca::CertificateService;
+use crate::{grpc, serving_cert, trust_bundle};
 
 /// How often the mounted injection settings are re-read.
 const SETTINGS_POLL: Duration = Duration::from_secs(5);
@@ -37,6 +41,23 @@ pub struct Settings {
     pub webhook_addr: SocketAddr,
     pub debug_addr: SocketAddr,
     pub monitoring_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub grpc_tls_addr: SocketAddr,
+    pub ca_refresh: Duration,
+    pub root_rotation: rotation::Policy,
+}
+
+/// The plain TCP connections accepted on `listener`, as tonic takes them.
+fn tokio_stream_of(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    })
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -61,10 +82,19 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let ca = ca::load_or_create(&client, &settings.namespace, &settings.trust_domain)
         .await
         .with_context(|| format!("loading the mesh CA in namespace {}", settings.namespace))?;
-    let ca = Arc::new(ca);
     let names = serving_cert::dns_names(&settings.service, &settings.namespace);
-    let (resolver, tls) =
-        serving_cert::start(&ca, &names).context("issuing the webhook certificate")?;
+    let resolver = serving_cert::start(&ca, &names).context("issuing meshd's certificate")?;
+    let webhook_tls = serving_cert::server_config(resolver.clone(), &[b"http/1.1"])?;
+    let grpc_tls = serving_cert::server_config(resolver.clone(), &[b"h2"])?;
+    let ca = CaHandle::new(ca);
+    tokio::spawn(ca::secret::maintain(
+        client.clone(),
+        settings.namespace.clone(),
+        settings.trust_domain.clone(),
+        settings.root_rotation,
+        ca.clone(),
+        settings.ca_refresh,
+    ));
     tokio::spawn(serving_cert::renew(ca.clone(), names.clone(), resolver));
 
     let readiness = Arc::new(Readiness::default());
@@ -72,6 +102,38 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let webhook_listener = bind(settings.webhook_addr, "the webhooks").await?;
     let debug_listener = bind(settings.debug_addr, "the debug page").await?;
     let monitoring_listener = bind(settings.monitoring_addr, "metrics").await?;
+    let grpc_listener = bind(settings.grpc_addr, "gRPC").await?;
+    let grpc_tls_listener = bind(settings.grpc_tls_addr, "gRPC over TLS").await?;
+
+    let certificates = CertificateService {
+        ca: ca.clone(),
+        reviewer: Arc::new(TokenReviewer::new(client.clone())),
+        trust_domain: settings.trust_domain.clone(),
+        metrics: metrics.clone(),
+    };
+    let grpc = tonic::service::Routes::new(IstioCertificateServiceServer::new(certificates));
+    let plain_routes = grpc.clone();
+    tokio::spawn(async move {
+        let incoming = tokio_stream_of(grpc_listener);
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_routes(plain_routes)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            error!(error = %e, "the plain-text gRPC server stopped");
+        }
+    });
+    tokio::spawn(async move {
+        let incoming = grpc::tls_incoming(grpc_tls_listener, grpc_tls);
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_routes(grpc)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            error!(error = %e, "the gRPC server over TLS stopped");
+        }
+    });
+    tokio::spawn(trust_bundle::publish(client.clone(), ca.clone()));
 
     for (hook, name, synced) in [
         (
@@ -89,7 +151,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             client.clone(),
             hook,
             name.clone(),
-            ca.root_pem().to_owned(),
+            ca.clone(),
             policies.clone(),
             synced.clone(),
         ));
@@ -114,7 +176,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     readiness.webhook_serving.store(true, Ordering::Relaxed);
     server::serve(
         webhook_listener,
-        tls,
+        webhook_tls,
         server::State {
             inject,
             policies,

@@ -13,7 +13,7 @@ use rustls::ServerConfig;
 use thiserror::Error;
 use tracing::{error, info};
 
-use crate::ca::{Ca, CaError};
+use crate::ca::{Ca, CaError, CaHandle};
 
 /// How long a serving certificate is valid; it is renewed at half its life.
 pub const VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -72,26 +72,42 @@ fn issue(ca: &Ca, names: &[String]) -> Result<CertifiedKey, CertError> {
     Ok(CertifiedKey::new(chain, signing))
 }
 
-/// A resolver holding a fresh certificate for `names`, and the TLS config serving it
-/// (HTTP/1.1 only: an admission review is one request and one answer).
-pub fn start(ca: &Ca, names: &[String]) -> Result<(Arc<Resolver>, Arc<ServerConfig>), CertError> {
-    let resolver = Arc::new(Resolver(RwLock::new(Arc::new(issue(ca, names)?))));
+/// A resolver holding a fresh certificate for `names`.
+pub fn start(ca: &Ca, names: &[String]) -> Result<Arc<Resolver>, CertError> {
+    Ok(Arc::new(Resolver(RwLock::new(Arc::new(issue(ca, names)?)))))
+}
+
+/// A TLS config serving the resolver's certificate with these ALPN protocols: `http/1.1` for
+/// the webhooks (an admission review is one request and one answer), `h2` for gRPC.
+pub fn server_config(
+    resolver: Arc<Resolver>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, CertError> {
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| CertError::Load(e.to_string()))?
             .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((resolver, Arc::new(config)))
+            .with_cert_resolver(resolver);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
-/// Renews the certificate at half its life, for as long as meshd runs.
-pub async fn renew(ca: Arc<Ca>, names: Vec<String>, resolver: Arc<Resolver>) {
+/// Renews the certificate at half its life, and at once when the CA changes (a rotated root,
+/// a new plug-in CA), for as long as meshd runs.
+pub async fn renew(ca: CaHandle, names: Vec<String>, resolver: Arc<Resolver>) {
+    let mut changes = ca.subscribe();
     let mut wait = VALIDITY / 2;
     loop {
-        tokio::time::sleep(wait).await;
-        match issue(&ca, &names) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        match issue(&ca.get(), &names) {
             Ok(key) => {
                 resolver.set(key);
                 info!("webhook serving certificate renewed");

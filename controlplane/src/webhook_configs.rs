@@ -19,6 +19,7 @@ use kube::Client;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use crate::ca::CaHandle;
 use crate::webhook::server::FailurePolicies;
 
 /// Which of meshd's two webhook configurations.
@@ -67,23 +68,83 @@ pub fn ignores_failures(webhooks: &Value) -> bool {
     })
 }
 
-/// Watches the configuration `name` of `hook` for as long as meshd runs, patching in `root_pem`
-/// and recording its failure policy; `synced` turns true once it holds the bundle (or does not
-/// exist, as when meshd runs without an operator-made configuration).
+/// Records the failure policy of `object` and patches in `bundle` where it is missing.
+async fn reconcile(
+    api: &Api<DynamicObject>,
+    hook: Hook,
+    object: &DynamicObject,
+    bundle: &str,
+    policies: &FailurePolicies,
+    synced: &AtomicBool,
+) {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let webhooks = &object.data["webhooks"];
+    let ignores = ignores_failures(webhooks);
+    match hook {
+        Hook::Inject => policies.inject_ignores.store(ignores, Ordering::Relaxed),
+        Hook::Validate => policies.validate_ignores.store(ignores, Ordering::Relaxed),
+    }
+    let Some(patch) = bundle_patch(webhooks, bundle) else {
+        synced.store(true, Ordering::Relaxed);
+        return;
+    };
+    let patch: json_patch::Patch = match serde_json::from_value(patch) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(%name, error = %e, "building the caBundle patch");
+            return;
+        }
+    };
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(_) => {
+            info!(%name, "caBundle written");
+            synced.store(true, Ordering::Relaxed);
+        }
+        // The watch delivers the changed object again, and the patch is retried then.
+        Err(e) => warn!(%name, error = %e, "cannot write caBundle; will retry on the next change"),
+    }
+}
+
+fn encoded_roots(ca: &CaHandle) -> String {
+    base64::engine::general_purpose::STANDARD.encode(ca.get().root_pem().as_bytes())
+}
+
+/// Watches the configuration `name` of `hook` for as long as meshd runs, keeping the CA's
+/// roots in it (again whenever they change) and recording its failure policy; `synced` turns
+/// true once it holds the bundle (or does not exist, as when meshd runs without an
+/// operator-made configuration).
 pub async fn keep(
     client: Client,
     hook: Hook,
     name: String,
-    root_pem: String,
+    ca: CaHandle,
     policies: Arc<FailurePolicies>,
     synced: Arc<AtomicBool>,
 ) {
-    let bundle = base64::engine::general_purpose::STANDARD.encode(root_pem.as_bytes());
     let api: Api<DynamicObject> = Api::all_with(client, &hook.resource());
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher::watcher(api.clone(), config).boxed();
+    let mut ca_changes = ca.subscribe();
     let mut seen_in_listing = false;
-    while let Some(event) = events.next().await {
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            changed = ca_changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if let Ok(Some(object)) = api.get_opt(&name).await {
+                    reconcile(&api, hook, &object, &encoded_roots(&ca), &policies, &synced).await;
+                }
+                continue;
+            }
+        };
         let object = match event {
             Ok(Event::Apply(o) | Event::InitApply(o)) => o,
             Ok(Event::Init) => {
@@ -104,36 +165,7 @@ pub async fn keep(
             }
         };
         seen_in_listing = true;
-        let webhooks = &object.data["webhooks"];
-        let ignores = ignores_failures(webhooks);
-        match hook {
-            Hook::Inject => policies.inject_ignores.store(ignores, Ordering::Relaxed),
-            Hook::Validate => policies.validate_ignores.store(ignores, Ordering::Relaxed),
-        }
-        let Some(patch) = bundle_patch(webhooks, &bundle) else {
-            synced.store(true, Ordering::Relaxed);
-            continue;
-        };
-        let patch: json_patch::Patch = match serde_json::from_value(patch) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(%name, error = %e, "building the caBundle patch");
-                continue;
-            }
-        };
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
-            .await
-        {
-            Ok(_) => {
-                info!(%name, "caBundle written");
-                synced.store(true, Ordering::Relaxed);
-            }
-            // The watch delivers the changed object again, and the patch is retried then.
-            Err(e) => {
-                warn!(%name, error = %e, "cannot write caBundle; will retry on the next change")
-            }
-        }
+        reconcile(&api, hook, &object, &encoded_roots(&ca), &policies, &synced).await;
     }
 }
 

@@ -27,9 +27,10 @@ struct Server {
 }
 
 async fn start() -> Server {
-    let ca = Ca::generate("cluster.local").expect("CA");
+    let ca = Ca::generate("cluster.local", mesh_controlplane::ca::ROOT_VALIDITY).expect("CA");
     let names = serving_cert::dns_names("meshd", "mesh-system");
-    let (_resolver, tls) = serving_cert::start(&ca, &names).expect("serving cert");
+    let resolver = serving_cert::start(&ca, &names).expect("serving cert");
+    let tls = serving_cert::server_config(resolver, &[b"http/1.1"]).expect("TLS config");
     let config = InjectConfig::from_sources(
         &Source {
             origin: "values",

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::dashboard::get_within;
-use crate::{free_port, meshctl_bin, wait_for, Cluster};
+use crate::dashboard::{ensure_namespace, get_within};
+use crate::{free_port, meshctl_bin, repo_root, stderr, wait_for, Cluster};
 
 /// The `meshd` binary of this build: `MESHD_BIN`, or beside `meshctl`.
 pub fn meshd_bin() -> PathBuf {
@@ -64,12 +64,69 @@ pub struct Meshd {
     log: PathBuf,
     /// `http://127.0.0.1:<port>`: `/ready`, `/metrics`, the debug page.
     pub debug_url: String,
+    /// meshd's plain-text gRPC port on 127.0.0.1; its TLS port is 15012 at the pod's IP.
+    pub grpc_port: u16,
     _address: HostAddress,
+}
+
+/// Applies `manifest generate --profile minimal -r <revision>` into `ns` with kubectl (the
+/// CRDs only when missing: they are shared with other tests' installs) and returns the IP kwok
+/// gave meshd's Ready pod, once the Service's endpoints list it. A revision of its own keeps the
+/// install's webhooks to the namespaces and objects labelled `istio.io/rev=<revision>`.
+pub fn install_revision(cluster: &Cluster, ns: &str, revision: &str) -> String {
+    ensure_namespace(cluster, ns);
+    let crd = "virtualservices.networking.istio.io";
+    if !cluster.kubectl(&["get", "crd", crd]).status.success() {
+        let path = repo_root().join(format!("crds/generated/{crd}.yaml"));
+        let path = path.to_string_lossy().into_owned();
+        cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=e2e", "-f", &path]);
+        cluster.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{crd}"),
+        ]);
+    }
+    let set_ns = format!("namespace={ns}");
+    let generated = cluster.meshctl(
+        &[
+            "manifest",
+            "generate",
+            "--profile",
+            "minimal",
+            "-r",
+            revision,
+            "--set",
+            &set_ns,
+            "--set",
+            "components.base.enabled=false",
+        ],
+        "",
+    );
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let out = cluster.kubectl_with_stdin(
+        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
+        &String::from_utf8_lossy(&generated.stdout),
+    );
+    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
+    let service = format!("meshd-{revision}");
+    wait_for(
+        "meshd's pod in the Service's endpoints",
+        Duration::from_secs(60),
+        || {
+            let endpoints =
+                cluster.kubectl(&["get", "endpoints", &service, "-n", ns, "-o", "json"]);
+            let endpoints: Value = serde_json::from_slice(&endpoints.stdout).ok()?;
+            endpoints["subsets"][0]["addresses"][0]["ip"]
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
 }
 
 /// The args of the rendered meshd Deployment's container, with the mounted files and the
 /// listen addresses replaced by local ones.
-fn local_args(deployment: &Value, files: &Path, ip: &str, debug_port: u16) -> Vec<String> {
+fn local_args(deployment: &Value, files: &Path, ip: &str, ports: &Ports) -> Vec<String> {
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .cloned()
@@ -88,15 +145,33 @@ fn local_args(deployment: &Value, files: &Path, ip: &str, debug_port: u16) -> Ve
         })
         .collect();
     out.push(format!("--webhook-addr={ip}:15017"));
-    out.push(format!("--debug-addr=127.0.0.1:{debug_port}"));
+    out.push(format!("--grpc-tls-addr={ip}:15012"));
+    out.push(format!("--grpc-addr=127.0.0.1:{}", ports.grpc));
+    out.push(format!("--debug-addr=127.0.0.1:{}", ports.debug));
     out.push(format!("--monitoring-addr=127.0.0.1:{}", free_port()));
     out
+}
+
+struct Ports {
+    debug: u16,
+    grpc: u16,
 }
 
 impl Meshd {
     /// Starts meshd for the rendered Deployment `name` in `ns`, at the IP of its Ready pod, with
     /// the mesh and injector ConfigMaps the cluster holds, and waits until it reports ready.
     pub fn start(cluster: &Cluster, ns: &str, name: &str, pod_ip: &str) -> Meshd {
+        Meshd::start_with(cluster, ns, name, pod_ip, &[])
+    }
+
+    /// `start` with extra flags after the rendered ones.
+    pub fn start_with(
+        cluster: &Cluster,
+        ns: &str,
+        name: &str,
+        pod_ip: &str,
+        extra: &[&str],
+    ) -> Meshd {
         let address = HostAddress::add(pod_ip);
         let files =
             std::env::temp_dir().join(format!("meshctl-e2e-meshd-{ns}-{}", std::process::id()));
@@ -115,12 +190,16 @@ impl Meshd {
         )
         .expect("write mesh config");
         let deployment = cluster.get_json(&["deployment", name, "-n", ns]);
-        let debug_port = free_port();
+        let ports = Ports {
+            debug: free_port(),
+            grpc: free_port(),
+        };
         let log = files.join("meshd.log");
         let file = std::fs::File::create(&log).expect("meshd log file");
         let err = file.try_clone().expect("meshd log file");
         let child = Command::new(meshd_bin())
-            .args(local_args(&deployment, &files, pod_ip, debug_port))
+            .args(local_args(&deployment, &files, pod_ip, &ports))
+            .args(extra)
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("POD_NAMESPACE", ns)
             .stdin(Stdio::null())
@@ -131,7 +210,8 @@ impl Meshd {
         let meshd = Meshd {
             child,
             log,
-            debug_url: format!("http://127.0.0.1:{debug_port}"),
+            debug_url: format!("http://127.0.0.1:{}", ports.debug),
+            grpc_port: ports.grpc,
             _address: address,
         };
         wait_for("meshd to report ready", Duration::from_secs(30), || {

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{ensure_namespace, get};
-use mesh_e2e::meshd::Meshd;
-use mesh_e2e::{repo_root, stderr, stdout, wait_for, Cluster};
+use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::{stderr, wait_for, Cluster};
 use serde_json::Value;
 
 const NS: &str = "e2e-webhook";
@@ -40,58 +40,6 @@ impl Drop for WebhookConfigs<'_> {
     fn drop(&mut self) {
         WebhookConfigs::remove(self.0);
     }
-}
-
-fn install(cluster: &Cluster) {
-    let crd = "virtualservices.networking.istio.io";
-    if !cluster.kubectl(&["get", "crd", crd]).status.success() {
-        let path = repo_root().join(format!("crds/generated/{crd}.yaml"));
-        let path = path.to_string_lossy().into_owned();
-        cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=e2e", "-f", &path]);
-        cluster.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{crd}"),
-        ]);
-    }
-    let generated = cluster.meshctl(
-        &[
-            "manifest",
-            "generate",
-            "--profile",
-            "minimal",
-            "-r",
-            REVISION,
-            "--set",
-            &format!("namespace={NS}"),
-            // The CRDs are shared with other tests' installs; they stay theirs.
-            "--set",
-            "components.base.enabled=false",
-        ],
-        "",
-    );
-    assert!(generated.status.success(), "{}", stderr(&generated));
-    let out = cluster.kubectl_with_stdin(
-        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
-        &stdout(&generated),
-    );
-    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
-}
-
-/// The IP kwok gave meshd's Ready pod, once the Service's endpoints list it.
-fn meshd_pod_ip(cluster: &Cluster) -> String {
-    wait_for(
-        "meshd's pod in the Service's endpoints",
-        Duration::from_secs(60),
-        || {
-            let endpoints = cluster.kubectl(&["get", "endpoints", MESHD, "-n", NS, "-o", "json"]);
-            let endpoints: Value = serde_json::from_slice(&endpoints.stdout).ok()?;
-            endpoints["subsets"][0]["addresses"][0]["ip"]
-                .as_str()
-                .map(str::to_owned)
-        },
-    )
 }
 
 fn pod_of(cluster: &Cluster, ns: &str, selector: &str) -> Value {
@@ -129,9 +77,7 @@ fn pods_get_their_sidecar_through_the_api_server_and_invalid_istio_objects_are_r
     for ns in [APP_NS, PLAIN_NS] {
         let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=true", "--timeout=60s"]);
     }
-    ensure_namespace(&cluster, NS);
-    install(&cluster);
-    let ip = meshd_pod_ip(&cluster);
+    let ip = install_revision(&cluster, NS, REVISION);
     let meshd = Meshd::start(&cluster, NS, MESHD, &ip);
 
     // meshd put its CA into both configurations.

@@ -7,6 +7,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use std::time::Duration;
+
+use mesh_controlplane::ca::rotation::Policy;
+use mesh_controlplane::duration_arg;
 use mesh_controlplane::serve::{self, Settings};
 
 #[derive(Parser)]
@@ -57,6 +61,21 @@ struct ServeArgs {
     debug_addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:15014")]
     monitoring_addr: SocketAddr,
+    /// gRPC in plain text (certificates, configuration), for trusted networks and tools.
+    #[arg(long, default_value = "0.0.0.0:15010")]
+    grpc_addr: SocketAddr,
+    /// gRPC over TLS with meshd's certificate: what the proxies use.
+    #[arg(long, default_value = "0.0.0.0:15012")]
+    grpc_tls_addr: SocketAddr,
+    /// How often the CA Secret is re-read (and a due root rotation made).
+    #[arg(long, default_value = "60s", value_parser = duration_arg::parse)]
+    ca_refresh: Duration,
+    /// Rotate meshd's own root once it has less than this left.
+    #[arg(long, default_value = "365d", value_parser = duration_arg::parse)]
+    root_rotation_grace: Duration,
+    /// How long a rotated-out root stays trusted.
+    #[arg(long, default_value = "2d", value_parser = duration_arg::parse)]
+    root_rotation_overlap: Duration,
 }
 
 #[tokio::main]
@@ -114,6 +133,13 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         webhook_addr: args.webhook_addr,
         debug_addr: args.debug_addr,
         monitoring_addr: args.monitoring_addr,
+        grpc_addr: args.grpc_addr,
+        grpc_tls_addr: args.grpc_tls_addr,
+        ca_refresh: args.ca_refresh,
+        root_rotation: Policy {
+            grace: args.root_rotation_grace,
+            overlap: args.root_rotation_overlap,
+        },
     };
     tokio::select! {
         result = serve::run(client, settings) => result,

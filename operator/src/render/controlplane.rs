@@ -173,7 +173,7 @@ fn cluster_rules(ctx: &Context) -> Vec<Value> {
         rule(
             &[""],
             &["configmaps"],
-            &["get", "list", "watch", "create", "update"],
+            &["get", "list", "watch", "create", "update", "patch"],
         ),
         rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
         rule(
