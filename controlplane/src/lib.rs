@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod debug;
+pub mod discovery;
 pub mod duration_arg;
 pub mod grpc;
 pub mod inject_config;
