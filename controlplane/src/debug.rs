@@ -13,15 +13,21 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::debug;
 
+use crate::discovery::hub::Hub;
+use crate::discovery::watch::Store;
 use crate::inject_config::Current;
 use crate::metrics::Metrics;
 
 /// What must hold before meshd reports ready.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Readiness {
     pub webhook_serving: AtomicBool,
     pub inject_bundle: Arc<AtomicBool>,
     pub validate_bundle: Arc<AtomicBool>,
+    /// The first configuration has been built from a full listing of every kind.
+    pub discovery_synced: Arc<AtomicBool>,
+    /// Set by the readiness check: the watches that are failing (the API server is away).
+    pub store: Option<Store>,
 }
 
 impl Readiness {
@@ -37,6 +43,18 @@ impl Readiness {
         if !self.validate_bundle.load(Ordering::Relaxed) {
             missing.push("the validation webhook configuration does not hold the CA bundle yet");
         }
+        if !self.discovery_synced.load(Ordering::Relaxed) {
+            missing.push("the mesh has not been listed from the API server yet");
+        }
+        if self
+            .store
+            .as_ref()
+            .is_some_and(|s| !s.failing_kinds().is_empty())
+        {
+            missing.push(
+                "the API server cannot be watched; proxies keep the last known configuration",
+            );
+        }
         missing
     }
 }
@@ -48,6 +66,7 @@ pub struct State {
     pub inject: Current,
     /// Facts shown on the page: version, revision, namespace, webhook names.
     pub about: serde_json::Value,
+    pub hub: Arc<Hub>,
 }
 
 pub async fn serve(listener: TcpListener, state: State) {
@@ -110,6 +129,36 @@ fn respond(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
                 "application/json",
             )
         }
+        "/debug/syncz" => {
+            let proxies = state.hub.connected();
+            let body = json!({
+                "instance": state.hub.instance,
+                "generation": state.hub.current().number,
+                "proxies": proxies.iter().map(|p| p.as_ref()).collect::<Vec<_>>(),
+            });
+            reply(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&body).unwrap_or_default(),
+                "application/json",
+            )
+        }
+        "/debug/config_problems" => {
+            let generation = state.hub.current();
+            let problems: Vec<_> = generation
+                .model
+                .problems
+                .iter()
+                .map(|p| {
+                    json!({"kind": format!("{:?}", p.kind), "namespace": p.namespace, "name": p.name,
+                           "skipped": p.skipped, "message": p.message})
+                })
+                .collect();
+            reply(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&problems).unwrap_or_default(),
+                "application/json",
+            )
+        }
         "/" => reply(StatusCode::OK, page(state), "text/html; charset=utf-8"),
         _ => reply(
             StatusCode::NOT_FOUND,
@@ -129,7 +178,7 @@ fn page(state: &State) -> String {
     let about = serde_json::to_string_pretty(&state.about).unwrap_or_default();
     format!(
         "<!doctype html><title>meshd</title><h1>meshd</h1><p>{}</p><pre>{}</pre>\
-         <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/debug/injection\">/debug/injection</a> (the injection settings in force)</li><li><a href=\"/ready\">/ready</a></li></ul>",
+         <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/debug/injection\">/debug/injection</a> (the injection settings in force)</li><li><a href=\"/debug/syncz\">/debug/syncz</a> (connected proxies and their sync state)</li><li><a href=\"/debug/config_problems\">/debug/config_problems</a></li><li><a href=\"/ready\">/ready</a></li></ul>",
         escape(&status),
         escape(&about)
     )

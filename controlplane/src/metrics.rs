@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::webhook::admission::Response;
@@ -23,6 +27,16 @@ struct Inner {
     authentication_failures: Counter,
     csr_refused: Counter,
     certificates_issued: Counter,
+    pushes: Family<TypeLabel, Counter>,
+    rejects: Counter,
+    connected: Gauge,
+    convergence: Histogram,
+    problems: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: String,
 }
 
 impl Default for Metrics {
@@ -89,6 +103,35 @@ impl Metrics {
             "citadel_server_success_cert_issuance_count",
             "Workload certificates issued",
         );
+        let pushes = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "pilot_xds_pushes",
+            "Pushes sent to proxies, by resource type",
+            pushes.clone(),
+        );
+        let rejects = counter(
+            &mut registry,
+            "pilot_total_xds_rejects",
+            "Pushes the proxies refused (NACK)",
+        );
+        let connected = Gauge::default();
+        registry.register(
+            "pilot_xds",
+            "Proxies connected to this meshd",
+            connected.clone(),
+        );
+        let convergence = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        registry.register(
+            "pilot_proxy_convergence_time",
+            "Seconds from sending a push to the proxy acknowledging it",
+            convergence.clone(),
+        );
+        let problems = Gauge::default();
+        registry.register(
+            "meshd_config_problems",
+            "Istio objects skipped or sent without some fields",
+            problems.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             injection_requests,
@@ -101,6 +144,11 @@ impl Metrics {
             authentication_failures,
             csr_refused,
             certificates_issued,
+            pushes,
+            rejects,
+            connected,
+            convergence,
+            problems,
         }))
     }
 
@@ -137,6 +185,35 @@ impl Metrics {
 
     pub fn certificate_issued(&self) {
         self.0.certificates_issued.inc();
+    }
+
+    pub fn push_sent(&self, type_url: &str) {
+        self.0
+            .pushes
+            .get_or_create(&TypeLabel {
+                r#type: type_url.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn push_acknowledged(&self, took: std::time::Duration) {
+        self.0.convergence.observe(took.as_secs_f64());
+    }
+
+    pub fn push_rejected(&self) {
+        self.0.rejects.inc();
+    }
+
+    pub fn proxy_connected(&self) {
+        self.0.connected.inc();
+    }
+
+    pub fn proxy_disconnected(&self) {
+        self.0.connected.dec();
+    }
+
+    pub fn config_problems(&self, count: usize) {
+        self.0.problems.set(count as i64);
     }
 
     /// The OpenMetrics text exposition.

@@ -10,12 +10,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::Client;
 use mesh_xds::ca::istio_certificate_service_server::IstioCertificateServiceServer;
+use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscoveryServer;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{error, info};
 
 use crate::ca::{self, rotation, CaHandle};
 use crate::debug::{self, Readiness};
+use crate::discovery;
+use crate::discovery::hub::Hub;
+use crate::discovery::model::MeshSettings;
+use crate::discovery::problems::Reporter;
+use crate::discovery::server::DiscoveryService;
 use crate::inject_config::{self, Files};
 use crate::metrics::Metrics;
 use crate::token_review::TokenReviewer;
@@ -44,7 +50,27 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     pub grpc_tls_addr: SocketAddr,
     pub ca_refresh: Duration,
+    /// This meshd's name in proxy-status (its pod name).
+    pub instance: String,
+    pub cluster_domain: String,
     pub root_rotation: rotation::Policy,
+}
+
+/// What discovery needs of the mesh config, read again for every build: a changed ConfigMap
+/// takes effect with the next push. A file that is missing or does not parse gives defaults.
+fn mesh_settings(path: &std::path::Path, domain: &str, default_root: &str) -> MeshSettings {
+    let mesh: serde_json::Value = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_yaml_ng::from_str(&text).ok())
+        .unwrap_or_default();
+    MeshSettings {
+        domain: domain.to_owned(),
+        root_namespace: mesh["rootNamespace"]
+            .as_str()
+            .unwrap_or(default_root)
+            .to_owned(),
+        registry_only: mesh["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY",
+    }
 }
 
 /// The plain TCP connections accepted on `listener`, as tonic takes them.
@@ -97,7 +123,27 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     ));
     tokio::spawn(serving_cert::renew(ca.clone(), names.clone(), resolver));
 
-    let readiness = Arc::new(Readiness::default());
+    let store = discovery::watch::start(client.clone());
+    let hub = Hub::new(settings.instance.clone());
+    let readiness = Arc::new(Readiness {
+        store: Some(store.clone()),
+        ..Readiness::default()
+    });
+    let reporter = Reporter::new(Some(client.clone()));
+    let mesh_file = settings.mesh_config.clone();
+    let domain = settings.cluster_domain.clone();
+    let default_root = settings.namespace.clone();
+    let problem_metrics = metrics.clone();
+    tokio::spawn(discovery::watch::push_loop(
+        store,
+        hub.clone(),
+        move || mesh_settings(&mesh_file, &domain, &default_root),
+        move |model| {
+            problem_metrics.config_problems(model.problems.len());
+            reporter.report(&model.problems);
+        },
+        readiness.discovery_synced.clone(),
+    ));
     let policies = Arc::new(FailurePolicies::default());
     let webhook_listener = bind(settings.webhook_addr, "the webhooks").await?;
     let debug_listener = bind(settings.debug_addr, "the debug page").await?;
@@ -111,7 +157,13 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         trust_domain: settings.trust_domain.clone(),
         metrics: metrics.clone(),
     };
-    let grpc = tonic::service::Routes::new(IstioCertificateServiceServer::new(certificates));
+    let discovery = DiscoveryService {
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        reviewer: Some(Arc::new(TokenReviewer::new(client.clone()))),
+    };
+    let grpc = tonic::service::Routes::new(IstioCertificateServiceServer::new(certificates))
+        .add_service(AggregatedDiscoveryServer::new(discovery));
     let plain_routes = grpc.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream_of(grpc_listener);
@@ -158,6 +210,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     }
 
     let debug_state = debug::State {
+        hub: hub.clone(),
         readiness: readiness.clone(),
         metrics: metrics.clone(),
         inject: inject.clone(),

@@ -67,6 +67,12 @@ struct ServeArgs {
     /// gRPC over TLS with meshd's certificate: what the proxies use.
     #[arg(long, default_value = "0.0.0.0:15012")]
     grpc_tls_addr: SocketAddr,
+    /// This meshd's name in `proxy-status`.
+    #[arg(long, env = "POD_NAME", default_value = "meshd")]
+    pod_name: String,
+    /// The cluster's DNS domain (service hosts are `<name>.<ns>.svc.<domain>`).
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// How often the CA Secret is re-read (and a due root rotation made).
     #[arg(long, default_value = "60s", value_parser = duration_arg::parse)]
     ca_refresh: Duration,
@@ -136,6 +142,8 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         grpc_addr: args.grpc_addr,
         grpc_tls_addr: args.grpc_tls_addr,
         ca_refresh: args.ca_refresh,
+        instance: args.pod_name,
+        cluster_domain: args.cluster_domain,
         root_rotation: Policy {
             grace: args.root_rotation_grace,
             overlap: args.root_rotation_overlap,

@@ -1,10 +1,17 @@
 //! Discovery and configuration push (Pilot's job): Kubernetes and the Istio API in, each
 //! proxy's configuration out.
 //!
-//! watch → [`model::Snapshot`] → [`model::Model`] (resources serialised once) → per proxy, the
-//! resources its [`scope`] allows → the delta stream.
+//! [`watch`] → [`model::Snapshot`] → [`model::Model`] (resources serialised once) → a
+//! [`generation::Generation`] on the [`hub::Hub`] → per proxy, the resources its [`scope`]
+//! allows, as a delta [`stream`] ([`server`]).
 
 pub mod convert;
+pub mod generation;
+pub mod hub;
 pub mod model;
+pub mod problems;
 pub mod registry;
 pub mod scope;
+pub mod server;
+pub mod stream;
+pub mod watch;

@@ -1,0 +1,117 @@
+//! The gRPC side of the push: `AggregatedDiscovery/DeltaStream`, one stream per proxy.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscovery;
+use mesh_xds::discovery::{DeltaRequest, DeltaResponse};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::hub::Hub;
+use super::scope::ProxyNode;
+use super::stream::ProxyStream;
+use crate::metrics::Metrics;
+use crate::token_review::{bearer, TokenReviewer};
+
+#[derive(Clone)]
+pub struct DiscoveryService {
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    pub reviewer: Option<Arc<TokenReviewer>>,
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<DeltaResponse, Status>> + Send>>;
+
+fn node_of(request: &DeltaRequest) -> Result<(ProxyNode, String), Status> {
+    let node = request.node.as_ref().ok_or_else(|| {
+        Status::invalid_argument("the first request of a stream must carry the node")
+    })?;
+    if node.pod_name.is_empty() || node.namespace.is_empty() {
+        return Err(Status::invalid_argument(
+            "node.pod_name and node.namespace are required",
+        ));
+    }
+    Ok((
+        ProxyNode {
+            pod_name: node.pod_name.clone(),
+            namespace: node.namespace.clone(),
+            labels: node.labels.clone().into_iter().collect(),
+            workload: if node.workload_name.is_empty() {
+                node.pod_name.clone()
+            } else {
+                node.workload_name.clone()
+            },
+            gateway: node.gateway,
+        },
+        node.proxy_version.clone(),
+    ))
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscovery for DiscoveryService {
+    type DeltaStreamStream = Responses;
+
+    async fn delta_stream(
+        &self,
+        request: Request<Streaming<DeltaRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before its first request"))?;
+        let (node, proxy_version) = node_of(&first)?;
+        // A proxy that shows a token is held to it: it may only ask as a pod of its own
+        // namespace (and as its own pod, when the token is bound to one).
+        if let (Some(header), Some(reviewer)) = (token.as_deref(), &self.reviewer) {
+            let token = bearer(Some(header)).map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let caller = reviewer
+                .review(token)
+                .await
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let pod_mismatch = caller
+                .pod_name
+                .as_ref()
+                .is_some_and(|p| p != &node.pod_name);
+            if caller.namespace != node.namespace || pod_mismatch {
+                warn!(%peer, pod = %node.pod_name, namespace = %node.namespace, caller = ?caller, "refused a stream for another workload");
+                return Err(Status::permission_denied(format!(
+                    "the token is for {}/{}, not pod {}/{}",
+                    caller.namespace,
+                    caller
+                        .pod_name
+                        .unwrap_or_else(|| caller.service_account.clone()),
+                    node.namespace,
+                    node.pod_name
+                )));
+            }
+        }
+        info!(%peer, pod = %node.pod_name, namespace = %node.namespace, "proxy connected");
+        let status = self.hub.connect(&node, proxy_version, peer);
+        let (tx, rx) = mpsc::channel(8);
+        let stream = ProxyStream::new(
+            self.hub.clone(),
+            self.metrics.clone(),
+            node,
+            &first,
+            status,
+            tx,
+        );
+        tokio::spawn(stream.run(inbound));
+        let responses =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        Ok(Response::new(Box::pin(responses)))
+    }
+}

@@ -1,0 +1,286 @@
+//! One proxy's delta stream: what it holds per type, what is on its way, and what it refused.
+//!
+//! A type has at most one push in flight: a newer generation waits for the proxy's answer to
+//! the one before, then goes as one response from what the proxy acknowledged to what it should
+//! have now, so a burst of generations costs a slow proxy one push, not many. A refused (NACKed)
+//! set is not sent again; the next different one is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures::{Stream, StreamExt};
+use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Resource};
+use mesh_xds::types;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{debug, warn};
+
+use super::generation::{Generation, Versions, NOTHING};
+use super::hub::{Hub, ProxyStatus, SyncState, TypeStatus};
+use super::scope::{self, ProxyNode};
+use crate::metrics::Metrics;
+
+/// The name of the proxy's own settings resource.
+pub const SELF: &str = "self";
+
+struct Pending {
+    nonce: String,
+    target: Versions,
+    generation: u64,
+    sent_at: Instant,
+}
+
+struct TypeState {
+    type_url: &'static str,
+    has: Versions,
+    pending: Option<Pending>,
+    refused: Option<(Versions, String)>,
+    sent_once: bool,
+    acked_generation: Option<u64>,
+    acked_at: Option<SystemTime>,
+}
+
+impl TypeState {
+    fn new(type_url: &'static str, has: Versions) -> TypeState {
+        TypeState {
+            type_url,
+            has,
+            pending: None,
+            refused: None,
+            sent_once: false,
+            acked_generation: None,
+            acked_at: None,
+        }
+    }
+
+    fn status(&self, want: &Versions) -> TypeStatus {
+        let state = if !self.sent_once {
+            SyncState::NotSent
+        } else if self.pending.is_none() && *self.has == **want {
+            SyncState::Synced
+        } else {
+            SyncState::Stale
+        };
+        TypeStatus {
+            state,
+            acked_generation: self.acked_generation,
+            acked_at: self.acked_at,
+            rejected: self.refused.as_ref().map(|(_, why)| why.clone()),
+        }
+    }
+}
+
+pub struct ProxyStream {
+    hub: Arc<Hub>,
+    metrics: Metrics,
+    node: ProxyNode,
+    status: Arc<ProxyStatus>,
+    out: mpsc::Sender<Result<DeltaResponse, Status>>,
+    types: Vec<TypeState>,
+    nonces: u64,
+}
+
+/// What the proxy said it holds when it (re)connected, per type.
+fn initial(request: &DeltaRequest) -> BTreeMap<String, BTreeMap<Arc<str>, Arc<str>>> {
+    let mut out: BTreeMap<String, BTreeMap<Arc<str>, Arc<str>>> = BTreeMap::new();
+    for v in &request.initial_versions {
+        out.entry(v.type_url.clone())
+            .or_default()
+            .insert(Arc::from(v.name.as_str()), Arc::from(v.version.as_str()));
+    }
+    out
+}
+
+impl ProxyStream {
+    pub fn new(
+        hub: Arc<Hub>,
+        metrics: Metrics,
+        node: ProxyNode,
+        first: &DeltaRequest,
+        status: Arc<ProxyStatus>,
+        out: mpsc::Sender<Result<DeltaResponse, Status>>,
+    ) -> ProxyStream {
+        let mut held = initial(first);
+        let types = types::ALL
+            .iter()
+            .map(|t| {
+                let has = held
+                    .remove(*t)
+                    .map(Arc::new)
+                    .unwrap_or_else(|| NOTHING.clone());
+                TypeState::new(t, has)
+            })
+            .collect();
+        ProxyStream {
+            hub,
+            metrics,
+            node,
+            status,
+            out,
+            types,
+            nonces: 0,
+        }
+    }
+
+    /// Serves the stream until either side ends it.
+    pub async fn run(
+        mut self,
+        mut inbound: impl Stream<Item = Result<DeltaRequest, Status>> + Unpin,
+    ) {
+        let mut generations = self.hub.subscribe();
+        let mut generation = generations.borrow_and_update().clone();
+        // Generation 0 is the empty mesh of a meshd that has not listed everything yet.
+        while generation.number == 0 {
+            if generations.changed().await.is_err() {
+                self.hub.disconnect(self.status.id);
+                return;
+            }
+            generation = generations.borrow_and_update().clone();
+        }
+        self.metrics.proxy_connected();
+        let mut open = self.sync_all(&generation).await;
+        while open {
+            tokio::select! {
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    generation = generations.borrow_and_update().clone();
+                    open = self.sync_all(&generation).await;
+                }
+                request = inbound.next() => match request {
+                    Some(Ok(request)) => {
+                        self.answer(&request);
+                        open = self.sync_all(&generation).await;
+                    }
+                    Some(Err(e)) => {
+                        debug!(pod = %self.node.pod_name, error = %e, "stream error");
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        self.metrics.proxy_disconnected();
+        self.hub.disconnect(self.status.id);
+    }
+
+    /// The proxy's ACK or NACK of a push.
+    fn answer(&mut self, request: &DeltaRequest) {
+        let Some(state) = self.types.iter_mut().find(|s| {
+            s.pending
+                .as_ref()
+                .is_some_and(|p| p.nonce == request.response_nonce)
+        }) else {
+            return;
+        };
+        let Some(pending) = state.pending.take() else {
+            return;
+        };
+        if request.error_detail.is_empty() {
+            state.has = pending.target;
+            state.refused = None;
+            state.acked_generation = Some(pending.generation);
+            state.acked_at = Some(SystemTime::now());
+            self.metrics.push_acknowledged(pending.sent_at.elapsed());
+        } else {
+            warn!(
+                pod = %self.node.pod_name,
+                namespace = %self.node.namespace,
+                type_url = state.type_url,
+                error = %request.error_detail,
+                "the proxy refused a push (NACK); it keeps its previous configuration"
+            );
+            self.metrics.push_rejected();
+            state.refused = Some((pending.target, request.error_detail.clone()));
+        }
+    }
+
+    /// Pushes every type whose wanted set differs from what the proxy holds; false once the
+    /// stream is gone.
+    async fn sync_all(&mut self, generation: &Arc<Generation>) -> bool {
+        let key = scope::scope_key(&generation.model, &self.node);
+        let view = generation.view(&key);
+        let (own_version, own_body) = scope::own_resource(&generation.model, &self.node, &key);
+        let own: Versions = Arc::new(BTreeMap::from([(Arc::from(SELF), own_version)]));
+        for i in 0..self.types.len() {
+            let type_url = self.types[i].type_url;
+            let want = match type_url {
+                types::PROXY => own.clone(),
+                types::SERVICE => view.services.clone(),
+                types::DESTINATION_RULE => view.destination_rules.clone(),
+                _ => view.virtual_services.clone(),
+            };
+            if !self.push(i, generation, &want, &own_body).await {
+                return false;
+            }
+            self.status.set(type_url, self.types[i].status(&want));
+        }
+        true
+    }
+
+    async fn push(
+        &mut self,
+        i: usize,
+        generation: &Arc<Generation>,
+        want: &Versions,
+        own_body: &bytes::Bytes,
+    ) -> bool {
+        let state = &self.types[i];
+        if state.pending.is_some() {
+            return true;
+        }
+        let same = Arc::ptr_eq(&state.has, want) || *state.has == **want;
+        if state.sent_once && same {
+            return true;
+        }
+        if state
+            .refused
+            .as_ref()
+            .is_some_and(|(set, _)| **set == **want)
+        {
+            return true;
+        }
+        let type_url = state.type_url;
+        let (resources, removed) = if type_url == types::PROXY {
+            let changed = state.has.get(SELF) != want.get(SELF);
+            let resources = if changed {
+                vec![Resource {
+                    name: SELF.to_owned(),
+                    version: want.get(SELF).map(|v| v.to_string()).unwrap_or_default(),
+                    body: own_body.clone(),
+                }]
+            } else {
+                Vec::new()
+            };
+            (resources, Vec::new())
+        } else {
+            let delta = generation.delta(type_url, &state.has, want);
+            (delta.resources.clone(), delta.removed.clone())
+        };
+        self.nonces += 1;
+        let nonce = format!("{}-{}", self.status.id, self.nonces);
+        let response = DeltaResponse {
+            type_url: type_url.to_owned(),
+            system_version: generation.number.to_string(),
+            resources,
+            removed_resources: removed,
+            nonce: nonce.clone(),
+            complete: true,
+        };
+        self.metrics.push_sent(type_url);
+        if self.out.send(Ok(response)).await.is_err() {
+            return false;
+        }
+        let state = &mut self.types[i];
+        state.sent_once = true;
+        state.pending = Some(Pending {
+            nonce,
+            target: want.clone(),
+            generation: generation.number,
+            sent_at: Instant::now(),
+        });
+        true
+    }
+}

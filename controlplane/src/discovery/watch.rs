@@ -1,0 +1,258 @@
+//! The watched objects: one Kubernetes watch per kind into a shared snapshot, and the loop that
+//! turns each burst of changes into one new push generation.
+//!
+//! A burst (a rollout, `kubectl apply -f dir/`) becomes one push: after a change the loop waits
+//! for [`QUIET`] without another, but never longer than [`MAX_DELAY`]. Nothing is published
+//! before every kind has been listed once, so a proxy never gets the half-known mesh of a meshd
+//! that is starting; while the API server is away, the last known state stays in force.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::hub::Hub;
+use super::model::{Kind, MeshSettings, Model, Snapshot};
+
+pub const QUIET: Duration = Duration::from_millis(100);
+pub const MAX_DELAY: Duration = Duration::from_secs(1);
+
+fn resource(kind: Kind) -> ApiResource {
+    let (group, version, kind_name, plural) = match kind {
+        Kind::Service => ("", "v1", "Service", "services"),
+        Kind::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+        Kind::Pod => ("", "v1", "Pod", "pods"),
+        Kind::Namespace => ("", "v1", "Namespace", "namespaces"),
+        Kind::VirtualService => (
+            "networking.istio.io",
+            "v1",
+            "VirtualService",
+            "virtualservices",
+        ),
+        Kind::DestinationRule => (
+            "networking.istio.io",
+            "v1",
+            "DestinationRule",
+            "destinationrules",
+        ),
+        Kind::Gateway => ("networking.istio.io", "v1", "Gateway", "gateways"),
+        Kind::Sidecar => ("networking.istio.io", "v1", "Sidecar", "sidecars"),
+    };
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind_name.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+pub const KINDS: &[Kind] = &[
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Pod,
+    Kind::Namespace,
+    Kind::VirtualService,
+    Kind::DestinationRule,
+    Kind::Gateway,
+    Kind::Sidecar,
+];
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct KindState {
+    objects: BTreeMap<Key, Arc<DynamicObject>>,
+    listing: Option<BTreeMap<Key, Arc<DynamicObject>>>,
+    listed: bool,
+    failing_since: Option<SystemTime>,
+}
+
+/// The objects of every kind, shared by the watches and the push loop.
+#[derive(Clone, Default)]
+pub struct Store {
+    kinds: Arc<Mutex<HashMap<Kind, KindState>>>,
+    changed: Arc<Notify>,
+}
+
+fn key(o: &DynamicObject) -> Key {
+    (
+        o.metadata.namespace.clone().unwrap_or_default(),
+        o.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Store {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Kind, KindState>) -> T) -> T {
+        match self.kinds.lock() {
+            Ok(mut k) => f(&mut k),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn apply(&self, kind: Kind, event: Event<DynamicObject>) {
+        let notify = self.with(|kinds| {
+            let state = kinds.entry(kind).or_default();
+            state.failing_since = None;
+            match event {
+                Event::Apply(o) => {
+                    state.objects.insert(key(&o), Arc::new(o));
+                    true
+                }
+                Event::Delete(o) => state.objects.remove(&key(&o)).is_some(),
+                Event::Init => {
+                    state.listing = Some(BTreeMap::new());
+                    false
+                }
+                Event::InitApply(o) => {
+                    state
+                        .listing
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(key(&o), Arc::new(o));
+                    false
+                }
+                Event::InitDone => {
+                    state.objects = state.listing.take().unwrap_or_default();
+                    state.listed = true;
+                    true
+                }
+            }
+        });
+        if notify {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A kind the API server does not serve (its CRD is not installed) is known: it is empty.
+    fn absent(&self, kind: Kind) {
+        let first = self.with(|kinds| {
+            let state = kinds.entry(kind).or_default();
+            let first = !state.listed;
+            state.listed = true;
+            state.objects.clear();
+            first
+        });
+        if first {
+            self.changed.notify_one();
+        }
+    }
+
+    fn failing(&self, kind: Kind) {
+        self.with(|kinds| {
+            let state = kinds.entry(kind).or_default();
+            state.failing_since.get_or_insert_with(SystemTime::now);
+        });
+    }
+
+    pub fn listed(&self) -> bool {
+        self.with(|kinds| KINDS.iter().all(|k| kinds.get(k).is_some_and(|s| s.listed)))
+    }
+
+    /// The kinds whose watch is failing, and since when.
+    pub fn failing_kinds(&self) -> Vec<(Kind, SystemTime)> {
+        self.with(|kinds| {
+            kinds
+                .iter()
+                .filter_map(|(k, s)| s.failing_since.map(|t| (*k, t)))
+                .collect()
+        })
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.with(|kinds| Snapshot {
+            objects: kinds
+                .iter()
+                .map(|(k, s)| (*k, s.objects.values().cloned().collect()))
+                .collect(),
+        })
+    }
+}
+
+fn is_not_served(e: &watcher::Error) -> bool {
+    let text = e.to_string();
+    text.contains("404") || text.contains("the server could not find the requested resource")
+}
+
+/// Watches `kind` for as long as meshd runs.
+async fn watch(client: Client, kind: Kind, store: Store) {
+    let api: Api<DynamicObject> = Api::all_with(client, &resource(kind));
+    let mut events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut reported = false;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                reported = false;
+                store.apply(kind, event);
+            }
+            Err(e) if is_not_served(&e) => store.absent(kind),
+            Err(e) => {
+                store.failing(kind);
+                if !reported {
+                    warn!(?kind, error = %e, "watch failing; serving the last known state");
+                    reported = true;
+                }
+            }
+        }
+    }
+}
+
+/// Starts the watches and returns the store they fill.
+pub fn start(client: Client) -> Store {
+    let store = Store::default();
+    for kind in KINDS {
+        tokio::spawn(watch(client.clone(), *kind, store.clone()));
+    }
+    store
+}
+
+/// Publishes a new generation after each burst of changes, for as long as meshd runs.
+/// `mesh` is read again for every build (the mesh config may change under it); `synced`
+/// turns true with the first generation.
+pub async fn push_loop(
+    store: Store,
+    hub: Arc<Hub>,
+    mesh: impl Fn() -> MeshSettings,
+    on_build: impl Fn(&Model),
+    synced: Arc<AtomicBool>,
+) {
+    loop {
+        store.changed.notified().await;
+        let first = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(QUIET) => break,
+                _ = store.changed.notified() => {
+                    if first.elapsed() >= MAX_DELAY {
+                        break;
+                    }
+                }
+            }
+        }
+        if !store.listed() {
+            continue;
+        }
+        let started = Instant::now();
+        let model = Model::build(&store.snapshot(), &mesh());
+        on_build(&model);
+        let services = model.services.len();
+        let generation = hub.publish(model);
+        if !synced.swap(true, Ordering::Relaxed) {
+            info!(generation, services, "first configuration built");
+        }
+        tracing::debug!(generation, took = ?started.elapsed(), "configuration built");
+    }
+}
