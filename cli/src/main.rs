@@ -4,6 +4,7 @@ mod commands;
 mod input_args;
 mod kube_client;
 mod output;
+mod pod_http;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     /// through a port-forward via the API server.
     #[command(subcommand)]
     Dashboard(commands::dashboard::DashboardCommand),
+    /// Every proxy connected to meshd and whether it holds the configuration meshd wants it to.
+    ProxyStatus(commands::proxy_status::ProxyStatusArgs),
     /// Print the version of meshctl.
     Version(commands::version::VersionArgs),
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::VerifyInstall(args) => commands::verify::run(args),
         Command::KubeInject(args) => commands::kube_inject::run(args),
         Command::Dashboard(cmd) => commands::dashboard::run(cmd),
+        Command::ProxyStatus(args) => commands::proxy_status::run(args),
         Command::Version(args) => commands::version::run(args),
     };
     match result {

@@ -5,7 +5,7 @@ mod browser;
 mod follow;
 mod forward;
 mod listen;
-mod locate;
+pub(crate) mod locate;
 mod report;
 mod ui;
 

@@ -1,0 +1,306 @@
+//! meshd's discovery and push against the real API server: Services, EndpointSlices and pods
+//! the cluster made, and VirtualServices applied with kubectl, reach a proxy over the delta
+//! stream; a change reaches it; an object the proxies cannot use is skipped with an Event while
+//! the rest is pushed; `meshctl proxy-status` shows the proxy SYNCED, through the API server's
+//! port-forward to meshd's pod.
+//!
+//! The proxy here is a gRPC client behaving as mesh-proxy does (hello, ACK); meshd runs as a
+//! local process at its kwok pod's IP (see `mesh_e2e::meshd`).
+
+use std::time::Duration;
+
+use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
+use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::{stderr, stdout, wait_for, Cluster};
+use mesh_xds::discovery::aggregated_discovery_client::AggregatedDiscoveryClient;
+use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Node};
+use mesh_xds::types;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tonic::Streaming;
+
+const NS: &str = "e2e-push";
+const APP_NS: &str = "e2e-push-app";
+const REVISION: &str = "push";
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: e2e-push-app}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080, targetPort: 9080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: e2e-push-app}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: reviews, version: v1}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}, annotations: {sidecar.istio.io/inject: "false"}}
+    spec: {containers: [{name: reviews, image: reviews:v1, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: e2e-push-app}
+spec:
+  hosts: [reviews]
+  http: [{timeout: 5s, route: [{destination: {host: reviews}}]}]
+"#;
+
+struct Proxy {
+    requests: mpsc::Sender<DeltaRequest>,
+    responses: Streaming<DeltaResponse>,
+}
+
+impl Proxy {
+    async fn connect(port: u16) -> Proxy {
+        let mut client = AggregatedDiscoveryClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("meshd's gRPC port");
+        let (tx, rx) = mpsc::channel(16);
+        tx.send(DeltaRequest {
+            node: Some(Node {
+                pod_name: "productpage-1".into(),
+                namespace: APP_NS.into(),
+                workload_name: "productpage".into(),
+                labels: [("app".to_owned(), "productpage".to_owned())].into(),
+                proxy_version: "e2e".into(),
+                ..Node::default()
+            }),
+            ..DeltaRequest::default()
+        })
+        .await
+        .expect("hello");
+        let requests =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        let responses = client
+            .delta_stream(requests)
+            .await
+            .expect("stream")
+            .into_inner();
+        Proxy {
+            requests: tx,
+            responses,
+        }
+    }
+
+    /// The next response, ACKed.
+    async fn next(&mut self, within: Duration) -> Option<DeltaResponse> {
+        let response = tokio::time::timeout(within, self.responses.message())
+            .await
+            .ok()?
+            .ok()??;
+        self.requests
+            .send(DeltaRequest {
+                type_url: response.type_url.clone(),
+                response_nonce: response.nonce.clone(),
+                ..DeltaRequest::default()
+            })
+            .await
+            .ok()?;
+        Some(response)
+    }
+}
+
+fn body(response: &DeltaResponse, name: &str) -> Option<Value> {
+    response
+        .resources
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(|r| serde_json::from_slice(&r.body).ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_synced() {
+    let cluster = Cluster::from_env();
+    let _ = cluster.kubectl(&[
+        "delete",
+        "namespace",
+        APP_NS,
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let ip = install_revision(&cluster, NS, REVISION);
+    let meshd = Meshd::start(&cluster, NS, &format!("meshd-{REVISION}"), &ip);
+    ensure_namespace(&cluster, APP_NS);
+    wait_for(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .kubectl(&["get", "serviceaccount", "default", "-n", APP_NS])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], APP);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = format!("reviews.{APP_NS}.svc.cluster.local");
+
+    // The service arrives with the two endpoints the EndpointSlice controller listed.
+    let mut proxy = Proxy::connect(meshd.grpc_port).await;
+    let service = wait_for_async(&mut proxy, |r| {
+        r.type_url == types::SERVICE
+            && body(r, &host)
+                .is_some_and(|b| b["endpoints"].as_array().is_some_and(|e| e.len() == 2))
+    })
+    .await;
+    let service = body(&service, &host).expect("the service");
+    assert_eq!(service["endpoints"][0]["labels"]["version"], "v1");
+    assert_eq!(service["endpoints"][0]["workload"], "reviews-v1");
+
+    // A change through the API server reaches the proxy.
+    let patched = cluster.kubectl(&[
+        "patch",
+        "virtualservice",
+        "reviews",
+        "-n",
+        APP_NS,
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "7s"}]"#,
+    ]);
+    assert!(patched.status.success(), "{}", stderr(&patched));
+    let started = std::time::Instant::now();
+    let vs = wait_for_async(&mut proxy, |r| {
+        r.type_url == types::VIRTUAL_SERVICE
+            && body(r, &format!("{APP_NS}/reviews"))
+                .is_some_and(|b| b["http"][0]["timeout"] == "7s")
+    })
+    .await;
+    eprintln!(
+        "VirtualService change reached the proxy {:?} after kubectl returned",
+        started.elapsed()
+    );
+    assert!(vs.removed_resources.is_empty());
+
+    // An object the proxies cannot use is skipped, with an Event naming why, and the other
+    // objects keep flowing.
+    let broken = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken, namespace: e2e-push-app}\nspec:\n  hosts: [ratings]\n  http: [{timeout: soon, route: [{destination: {host: ratings}}]}]\n";
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], broken);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let patched = cluster.kubectl(&[
+        "patch",
+        "virtualservice",
+        "reviews",
+        "-n",
+        APP_NS,
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "9s"}]"#,
+    ]);
+    assert!(patched.status.success(), "{}", stderr(&patched));
+    let vs = wait_for_async(&mut proxy, |r| {
+        r.type_url == types::VIRTUAL_SERVICE
+            && body(r, &format!("{APP_NS}/reviews"))
+                .is_some_and(|b| b["http"][0]["timeout"] == "9s")
+    })
+    .await;
+    assert!(
+        vs.resources
+            .iter()
+            .all(|r| r.name != format!("{APP_NS}/broken")),
+        "the broken object was pushed"
+    );
+    let event = wait_for(
+        "an Event on the skipped VirtualService",
+        Duration::from_secs(30),
+        || {
+            let out = cluster.kubectl(&[
+                "get",
+                "events",
+                "-n",
+                APP_NS,
+                "--field-selector",
+                "involvedObject.name=broken",
+                "-o",
+                "json",
+            ]);
+            let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+            list["items"].as_array()?.first().cloned()
+        },
+    );
+    assert_eq!(event["reason"], "ConfigSkipped");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("spec.http[0].timeout"),
+        "{event}"
+    );
+
+    // proxy-status, through the API server to meshd's pod.
+    let pods = cluster.get_json(&["pods", "-n", NS, "-l", "app=meshd"]);
+    let pod = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("meshd pod")
+        .to_owned();
+    let debug_port: u16 = meshd
+        .debug_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("debug port");
+    apply_port_forward(&cluster, NS, &pod, 8080, debug_port);
+    let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("productpage-1.{APP_NS}")))
+        .unwrap_or_else(|| panic!("no row for the proxy:\n{text}"));
+    assert_eq!(row.matches("SYNCED").count(), 4, "{text}");
+    assert!(row.contains(&format!("{pod}.{NS}")), "{text}");
+    let out = cluster.meshctl(
+        &["proxy-status", "-i", NS, &format!("productpage-1.{APP_NS}")],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("ROUTES    SYNCED"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cluster.meshctl(&["proxy-status", "-i", NS, "ghost.nowhere"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ghost.nowhere is not connected to meshd"),
+        "{}",
+        stderr(&out)
+    );
+
+    for (kind, name) in [
+        (
+            "mutatingwebhookconfiguration",
+            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
+        ),
+        (
+            "validatingwebhookconfiguration",
+            format!("meshd-validator-{REVISION}-{NS}"),
+        ),
+    ] {
+        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
+    }
+    drop(meshd);
+    let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
+}
+
+/// ACKs responses until one satisfies `wanted` (within 30 s).
+async fn wait_for_async(
+    proxy: &mut Proxy,
+    wanted: impl Fn(&DeltaResponse) -> bool,
+) -> DeltaResponse {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "timed out waiting for a push");
+        if let Some(response) = proxy.next(left).await {
+            if wanted(&response) {
+                return response;
+            }
+        }
+    }
+}
