@@ -100,6 +100,24 @@ pub struct Published {
     pub body: Bytes,
 }
 
+/// The JSON of `value` without its null fields: smaller, and what the proxy's types read back
+/// (a missing optional field is its default; some fields refuse an explicit null).
+pub fn body_of<T: Serialize>(value: &T) -> Option<Bytes> {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, child| !child.is_null());
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(value).ok()?;
+    strip(&mut json);
+    serde_json::to_vec(&json).ok().map(Bytes::from)
+}
+
 pub fn version_of(body: &[u8]) -> Arc<str> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
@@ -114,7 +132,7 @@ fn publish<T: Serialize>(
     export: Export,
     value: &T,
 ) -> Option<Published> {
-    let body = Bytes::from(serde_json::to_vec(value).ok()?);
+    let body = body_of(value)?;
     Some(Published {
         name: Arc::from(name),
         namespace: namespace.to_owned(),

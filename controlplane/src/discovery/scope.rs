@@ -13,7 +13,7 @@ use mesh_proxy_config::{
     ServicePort,
 };
 
-use super::model::{version_of, Model, Published, SidecarScope};
+use super::model::{body_of, version_of, Model, Published, SidecarScope};
 
 /// What meshd knows of a connected proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -257,8 +257,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
 
 /// [`own_settings`] as a published resource.
 pub fn own_resource(model: &Model, node: &ProxyNode, key: &ScopeKey) -> (Arc<str>, bytes::Bytes) {
-    let body =
-        bytes::Bytes::from(serde_json::to_vec(&own_settings(model, node, key)).unwrap_or_default());
+    let body = body_of(&own_settings(model, node, key)).unwrap_or_default();
     (version_of(&body), body)
 }
 
