@@ -133,6 +133,7 @@ fn respond(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
             let proxies = state.hub.connected();
             let body = json!({
                 "instance": state.hub.instance,
+                "version": env!("CARGO_PKG_VERSION"),
                 "generation": state.hub.current().number,
                 "proxies": proxies.iter().map(|p| p.as_ref()).collect::<Vec<_>>(),
             });

@@ -264,6 +264,18 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
         "{}",
         stdout(&out)
     );
+    let out = cluster.meshctl(&["version", "-i", NS], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.contains(&format!("control plane version: {version} (1 meshd)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("data plane version: e2e (1 proxies)"),
+        "{text}"
+    );
     let out = cluster.meshctl(&["proxy-status", "-i", NS, "ghost.nowhere"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(

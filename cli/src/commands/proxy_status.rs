@@ -45,9 +45,9 @@ pub fn run(args: ProxyStatusArgs) -> anyhow::Result<()> {
 }
 
 /// One meshd's report.
-struct Report {
-    meshd: String,
-    body: Value,
+pub struct Report {
+    pub meshd: String,
+    pub body: Value,
 }
 
 fn age(acked_at: &Value) -> String {
@@ -77,7 +77,8 @@ fn cell(types: &Value, type_url: &str) -> String {
     }
 }
 
-async fn reports(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<Vec<Report>> {
+/// The `/debug/syncz` of every ready meshd pod, in the first of `namespaces` that has one.
+pub async fn reports(client: &kube::Client, namespaces: &[String]) -> anyhow::Result<Vec<Report>> {
     let mut out = Vec::new();
     let mut looked = Vec::new();
     for ns in namespaces {
