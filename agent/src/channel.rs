@@ -37,11 +37,13 @@ pub async fn connect(connection: &Connection) -> Result<Channel, ChannelError> {
     let endpoint = if address.starts_with("http://") {
         Endpoint::from_shared(address.clone()).map_err(|e| bad(e.to_string()))?
     } else {
-        let host = address
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(address)
-            .to_owned();
+        let host = connection.tls_name.clone().unwrap_or_else(|| {
+            address
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(address)
+                .to_owned()
+        });
         let roots = read(&connection.root_cert)?;
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(roots))

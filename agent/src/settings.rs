@@ -44,6 +44,9 @@ pub struct Connection {
     pub token_file: PathBuf,
     /// The mesh's roots (the `istio-ca-root-cert` ConfigMap).
     pub root_cert: PathBuf,
+    /// The name meshd's certificate is checked against, when the address is not that name
+    /// (an IP, say); Istio's `ISTIOD_SAN`.
+    pub tls_name: Option<String>,
 }
 
 /// The downward API's `labels` file: `key="value"` lines.
@@ -96,6 +99,9 @@ pub fn from_env() -> Result<(Identity, Connection), SettingsError> {
         address: env("MESHD_ADDRESS")?,
         token_file: env_or("MESH_TOKEN_FILE", "/var/run/secrets/tokens/istio-token").into(),
         root_cert: env_or("MESH_ROOT_CERT", "/var/run/secrets/istio/root-cert.pem").into(),
+        tls_name: std::env::var("MESHD_TLS_NAME")
+            .ok()
+            .filter(|n| !n.is_empty()),
     };
     Ok((identity, connection))
 }

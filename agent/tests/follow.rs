@@ -134,6 +134,7 @@ async fn configuration_is_assembled_updated_refused_and_kept_across_meshd_restar
         address: format!("http://{addr}"),
         token_file: "/nonexistent".into(),
         root_cert: "/nonexistent".into(),
+        tls_name: None,
     };
     tokio::spawn(xds::follow(identity, connection, move |config| {
         if let Some(t) = refusing.lock().expect("lock").as_deref() {
