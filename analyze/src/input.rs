@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::InputError;
 
 /// One input: its name for messages and its text.
+#[derive(Debug)]
 pub struct Input {
     pub origin: String,
     pub text: String,

@@ -41,8 +41,13 @@ pub fn locate(text: &str, path: &FieldPath) -> Option<usize> {
         };
         let Some(i) = hit else { break };
         found = Some(entries[i].line);
+        // A key's value may be a sequence at the key's own column (`key:` then `- a`).
+        let is_key = entries[i].text != "-";
         let end = (i + 1..scope.end)
-            .find(|&j| entries[j].column <= column)
+            .find(|&j| {
+                entries[j].column < column
+                    || (entries[j].column == column && !(is_key && entries[j].text == "-"))
+            })
             .unwrap_or(scope.end);
         scope = i + 1..end;
     }

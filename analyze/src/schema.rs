@@ -75,7 +75,7 @@ fn check(value: &Value, schema: &Value, path: &str, out: &mut Vec<Violation>) {
         Some("string") if !value.is_string() && !int_or_string => {
             return add(format!("expected a string, found {}", type_name(value)));
         }
-        Some("integer") if !(value.is_i64() || value.is_u64()) && !int_or_string => {
+        Some("integer") if !(value.is_i64() || value.is_u64() || int_or_string) => {
             return add(format!("expected an integer, found {}", type_name(value)));
         }
         Some("number") if !value.is_number() => {
@@ -120,6 +120,11 @@ fn check(value: &Value, schema: &Value, path: &str, out: &mut Vec<Violation>) {
     }
     if let Some(branches) = schema["oneOf"].as_array() {
         one_of(value, branches, path, out);
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        if let Some(branches) = part["oneOf"].as_array() {
+            one_of(value, branches, path, out);
+        }
     }
     if let Some(map) = value.as_object() {
         let properties = schema["properties"].as_object();

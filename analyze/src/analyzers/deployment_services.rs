@@ -27,10 +27,10 @@ fn target_port(port: &ServicePort, w: &Workload) -> String {
 }
 
 /// The protocol the mesh uses on a port: the Kubernetes protocol and, for TCP, the protocol the
-/// port name or appProtocol declares.
+/// port name or appProtocol declares (a port that declares none is plain TCP to compare).
 fn protocol(port: &ServicePort) -> String {
     match declared_protocol(port) {
-        Some(p) if port.protocol.eq_ignore_ascii_case("TCP") => p.to_ascii_lowercase(),
+        Some(p) if port.protocol.eq_ignore_ascii_case("TCP") => p.to_ascii_uppercase(),
         _ => port.protocol.to_ascii_uppercase(),
     }
 }

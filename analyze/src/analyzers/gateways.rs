@@ -71,7 +71,8 @@ fn bare_host(host: &str) -> &str {
 
 pub fn conflicts(cx: &Context, r: &mut Report) {
     // (selector, port) -> entries (gateway, server, host).
-    let mut groups: HashMap<(String, u32), Vec<(usize, usize, &str)>> = HashMap::new();
+    type Entries<'h> = Vec<(usize, usize, &'h str)>;
+    let mut groups: HashMap<(String, u32), Entries> = HashMap::new();
     for (g, gw) in cx.gateways.iter().enumerate() {
         let selector = labels::display(&selector_of(gw));
         for (s, server) in gw.spec.servers.iter().flatten().enumerate() {

@@ -25,11 +25,13 @@ fn effective(cx: &Context, namespace: &str, w: Option<&Workload>) -> (MtlsMode, 
         let Some(m) = mode(pa) else { continue };
         let named = format!("{}/{}", o.namespace, o.name);
         match pa.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()).filter(|l| !l.is_empty()) {
-            Some(sel) => {
-                if o.namespace == namespace && w.is_some_and(|w| labels::matches(&labels::selector_of(sel), w.labels)) {
-                    return (m, named);
-                }
+            Some(sel)
+                if o.namespace == namespace
+                    && w.is_some_and(|w| labels::matches(&labels::selector_of(sel), w.labels)) =>
+            {
+                return (m, named);
             }
+            Some(_) => {}
             None if o.namespace == namespace => namespace_wide = Some((m, named)),
             None if o.namespace == cx.mesh.root_namespace => mesh_wide = Some((m, named)),
             None => {}

@@ -62,7 +62,7 @@ pub fn run(args: KubeInjectArgs) -> anyhow::Result<()> {
         mesh_config_file: args.mesh_config_file.as_deref(),
         cluster: &args.cluster,
     })?;
-    let inputs = documents::read_inputs(&args.filename)?;
+    let inputs = mesh_analyze::input::read_inputs(&args.filename)?;
     let mut out = String::with_capacity(inputs.iter().map(|i| i.text.len() * 2).sum());
     let mut report = documents::Report::default();
     for input in &inputs {
