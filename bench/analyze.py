@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""meshctl analyze on a large generated mesh: time and peak RSS at several sizes, next to a peer
+measured in the same run on the same files.
+
+The mesh: 50 namespaces of apps, each app a ServiceAccount, Service, Deployment,
+VirtualService (header route, weighted canary, default) and DestinationRule (2 subsets), plus per 10 apps a Gateway, and per 20 apps a ServiceEntry, an
+AuthorizationPolicy and a PeerAuthentication. One VirtualService in 100 routes to a subset no
+DestinationRule defines, so the analyzers have something to report.
+
+The peer: istioctl itself cannot be built here (the Go module proxy refuses istio.io/istio: no
+semver tags, and its istio.io/api pseudo-versions answer 403). As in bench/kube_inject.py, the
+peer is `kubectl kustomize` (the kubectl e2e/cluster.sh builds) over the same file: the Go
+toolchain's own parse of every document into unstructured objects, an index of them by resource
+id (refusing duplicates) and a print of them all. `istioctl analyze --use-kube=false` does at
+least that much (parse, convert, index) before any analyzer runs, so the ratios against it are
+conservative: istioctl would be slower than the peer, not faster.
+
+Reports, per size: best-of-3 wall time and peak RSS for both, their ratios, and time and RSS
+per 1,000 resources (flat means linear growth).
+
+  bench/analyze.py [--sizes 12500,25000,50000,100000] [--meshctl PATH] [--kubectl PATH]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMESPACES = 50
+
+
+def app(i):
+    ns = f"team-{i % NAMESPACES}"
+    name = f"svc-{i:06d}"
+    subset = "v4" if i % 100 == 99 else "all"
+    docs = [
+        f"""apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}, namespace: {ns}}}""",
+        f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}
+spec:
+  selector: {{app: {name}}}
+  ports:
+  - {{name: http, port: 80, targetPort: 8080}}""",
+        f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}, version: v1}}
+      annotations: {{prometheus.io/scrape: "true", sidecar.istio.io/proxyCPU: 50m}}
+    spec:
+      serviceAccountName: {name}
+      containers:
+      - name: app
+        image: registry.example.com/{name}:1.0.{i}
+        ports: [{{name: http, containerPort: 8080}}]
+        resources: {{requests: {{cpu: 50m, memory: 64Mi}}}}""",
+        f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  hosts: [{name}]
+  http:
+  - match:
+    - headers: {{end-user: {{exact: tester}}}}
+    route:
+    - destination: {{host: {name}, subset: all}}
+  - match:
+    - uri: {{prefix: /api}}
+    route:
+    - destination: {{host: {name}, subset: v1}}
+      weight: 90
+    - destination: {{host: {name}, subset: {subset}}}
+      weight: 10
+    retries: {{attempts: 3, perTryTimeout: 2s}}
+  - route:
+    - destination: {{host: {name}, subset: v1}}""",
+        f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  host: {name}
+  trafficPolicy:
+    connectionPool: {{tcp: {{maxConnections: 100}}}}
+    outlierDetection: {{consecutive5xxErrors: 5, interval: 10s}}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: all, labels: {{app: {name}}}}}""",
+    ]
+    if i % 10 == 0:
+        docs.append(f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: ["{name}.example.com"]""")
+    if i % 20 == 0:
+        docs.append(f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext-{name}, namespace: {ns}}}
+spec:
+  hosts: [api-{i}.partner.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{{number: 443, name: tls, protocol: TLS}}]""")
+        docs.append(f"""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  rules:
+  - from:
+    - source: {{principals: [cluster.local/ns/{ns}/sa/{name}]}}""")
+        docs.append(f"""apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  mtls: {{mode: STRICT}}""")
+    return docs
+
+
+def manifest(resources):
+    """Exactly `resources` documents: the namespaces, the mesh's gateway, then apps."""
+    docs = [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: team-{n}, labels: {{istio-injection: enabled}}}}"
+            for n in range(NAMESPACES)]
+    docs.append("""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mesh-ingressgateway, namespace: mesh-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  template:
+    metadata: {labels: {istio: ingressgateway}, annotations: {sidecar.istio.io/inject: "false"}}
+    spec: {containers: [{name: istio-proxy, image: mesh-proxy}]}""")
+    docs.append("""apiVersion: v1
+kind: Service
+metadata: {name: mesh-ingressgateway, namespace: mesh-system}
+spec:
+  selector: {istio: ingressgateway}
+  ports: [{name: http2, port: 80, targetPort: 8080}]""")
+    i = 0
+    while len(docs) < resources:
+        docs.extend(app(i))
+        i += 1
+    return "\n---\n".join(docs[:resources]) + "\n"
+
+
+def measure(cmd, ok_codes=(0,)):
+    """Wall seconds and peak RSS (KiB) of one run, output discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in ok_codes:
+        sys.exit(f"{' '.join(cmd)} exited {code}: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss
+
+
+def best(cmd, ok_codes=(0,), runs=3):
+    results = [measure(cmd, ok_codes) for _ in range(runs)]
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="12500,25000,50000,100000")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/meshctl/target"))
+    parser.add_argument("--meshctl", default=os.path.join(target, "release/meshctl"))
+    parser.add_argument("--kubectl", default=None)
+    args = parser.parse_args()
+    kubectl = args.kubectl
+    if kubectl is None:
+        bindir = subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "bindir"],
+                                capture_output=True, text=True).stdout.strip()
+        kubectl = os.path.join(bindir, "kubectl")
+    for tool in (args.meshctl, kubectl):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{tool} is missing: cargo build --release -p meshctl; e2e/cluster.sh build")
+
+    work = tempfile.mkdtemp(prefix="meshctl-bench-analyze-")
+    print(f"{'resources':>9} {'meshctl s':>9} {'kustomize s':>11} {'time ratio':>10} "
+          f"{'meshctl MiB':>11} {'kustomize MiB':>13} {'RSS ratio':>9} {'meshctl ms/1k':>13} {'meshctl MiB/1k':>14}")
+    try:
+        for size in [int(s) for s in args.sizes.split(",")]:
+            path = os.path.join(work, f"mesh-{size}.yaml")
+            with open(path, "w") as f:
+                f.write(manifest(size))
+            kdir = os.path.join(work, f"k-{size}")
+            os.makedirs(kdir, exist_ok=True)
+            shutil.copy(path, os.path.join(kdir, "mesh.yaml"))
+            with open(os.path.join(kdir, "kustomization.yaml"), "w") as f:
+                f.write("resources: [mesh.yaml]\n")
+            # 79: the planted mistakes are found.
+            ours = best(["env", "KUBECONFIG=/nonexistent", args.meshctl, "analyze", "--use-kube=false",
+                         "-o", "json", path], ok_codes=(79,))
+            peer = best([kubectl, "kustomize", kdir])
+            print(f"{size:>9} {ours[0]:>9.3f} {peer[0]:>11.3f} {ours[0] / peer[0]:>10.2f} "
+                  f"{ours[1] / 1024:>11.1f} {peer[1] / 1024:>13.1f} {ours[1] / peer[1]:>9.2f} "
+                  f"{ours[0] * 1e6 / size:>13.1f} {ours[1] / 1024 * 1000 / size:>14.2f}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
