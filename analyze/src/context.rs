@@ -8,7 +8,6 @@ use mesh_crds::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
     RequestAuthenticationSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
 };
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::hosts;
@@ -16,19 +15,13 @@ use crate::injection::{self, NamespaceInjection};
 use crate::labels::{self, LabelIndex, Selector};
 use crate::mesh::MeshSettings;
 use crate::object::{Object, Origin};
+use crate::spec::IstioSpec;
 use crate::workloads::{workload_of, Workload};
 
 /// An Istio object with its spec read into its Rust type.
-pub struct Typed<T> {
+pub struct Typed<'a, T> {
     pub obj: usize,
-    pub spec: T,
-}
-
-/// Why an object's spec could not be read into its type (reported as a schema error).
-pub struct TypeError {
-    pub obj: usize,
-    pub field: String,
-    pub message: String,
+    pub spec: &'a T,
 }
 
 /// A Kubernetes Service port.
@@ -58,7 +51,7 @@ pub struct Service<'a> {
 /// What a destination host names.
 pub enum Destination<'a, 'c> {
     Service(&'c Service<'a>),
-    ServiceEntry(&'c Typed<ServiceEntrySpec>),
+    ServiceEntry(&'c Typed<'a, ServiceEntrySpec>),
 }
 
 impl Destination<'_, '_> {
@@ -97,59 +90,21 @@ pub struct Context<'a> {
     services_by_name: HashMap<(&'a str, &'a str), usize>,
     pub workloads: Vec<Workload<'a>>,
     labels: LabelIndex<'a>,
-    pub virtual_services: Vec<Typed<VirtualServiceSpec>>,
-    pub destination_rules: Vec<Typed<DestinationRuleSpec>>,
-    pub gateways: Vec<Typed<GatewaySpec>>,
+    pub virtual_services: Vec<Typed<'a, VirtualServiceSpec>>,
+    pub destination_rules: Vec<Typed<'a, DestinationRuleSpec>>,
+    pub gateways: Vec<Typed<'a, GatewaySpec>>,
     gateways_by_name: HashMap<(&'a str, &'a str), usize>,
-    pub service_entries: Vec<Typed<ServiceEntrySpec>>,
+    pub service_entries: Vec<Typed<'a, ServiceEntrySpec>>,
     service_entry_hosts: HashMap<String, Vec<usize>>,
     service_entry_wildcards: Vec<(String, usize)>,
-    pub sidecars: Vec<Typed<SidecarSpec>>,
-    pub peer_authentications: Vec<Typed<PeerAuthenticationSpec>>,
-    pub authorization_policies: Vec<Typed<AuthorizationPolicySpec>>,
-    pub request_authentications: Vec<Typed<RequestAuthenticationSpec>>,
+    pub sidecars: Vec<Typed<'a, SidecarSpec>>,
+    pub peer_authentications: Vec<Typed<'a, PeerAuthenticationSpec>>,
+    pub authorization_policies: Vec<Typed<'a, AuthorizationPolicySpec>>,
+    pub request_authentications: Vec<Typed<'a, RequestAuthenticationSpec>>,
     /// DestinationRules by the FQDN of their host (wildcard hosts under their text).
     destination_rules_by_host: HashMap<String, Vec<usize>>,
-    pub type_errors: Vec<TypeError>,
     /// Workload index -> the Services selecting it, computed on first use.
     services_of_workload: std::cell::OnceCell<HashMap<usize, Vec<usize>>>,
-}
-
-fn read_spec<T: DeserializeOwned + Default>(
-    obj: usize,
-    object: &Object,
-    errors: &mut Vec<TypeError>,
-) -> Option<Typed<T>> {
-    let spec = &object.value["spec"];
-    if spec.is_null() {
-        return match serde_json::from_value::<T>(Value::Object(Default::default())) {
-            Ok(spec) => Some(Typed { obj, spec }),
-            Err(e) => {
-                errors.push(TypeError {
-                    obj,
-                    field: "spec".to_owned(),
-                    message: format!("the {} has no spec: {e}", object.kind),
-                });
-                None
-            }
-        };
-    }
-    match serde_path_to_error::deserialize::<_, T>(spec) {
-        Ok(spec) => Some(Typed { obj, spec }),
-        Err(e) => {
-            let inner = e.path().to_string();
-            errors.push(TypeError {
-                obj,
-                field: if inner == "." || inner.is_empty() {
-                    "spec".to_owned()
-                } else {
-                    format!("spec.{inner}")
-                },
-                message: e.inner().to_string(),
-            });
-            None
-        }
-    }
 }
 
 impl<'a> Context<'a> {
@@ -180,10 +135,8 @@ impl<'a> Context<'a> {
             authorization_policies: Vec::new(),
             request_authentications: Vec::new(),
             destination_rules_by_host: HashMap::new(),
-            type_errors: Vec::new(),
             services_of_workload: std::cell::OnceCell::new(),
         };
-        let mut errors = Vec::new();
         for (i, o) in objects.iter().enumerate() {
             cx.kinds_present.insert(o.kind.as_str());
             cx.by_kind.entry(o.kind.as_str()).or_default().push(i);
@@ -200,59 +153,11 @@ impl<'a> Context<'a> {
                         .insert((o.namespace.as_str(), o.name.as_str()));
                 }
                 ("", "Secret") => {
-                    cx.secrets.insert((o.namespace.as_str(), o.name.as_str()), i);
+                    cx.secrets
+                        .insert((o.namespace.as_str(), o.name.as_str()), i);
                 }
                 ("", "Service") => cx.add_service(i, o),
-                ("networking.istio.io", "VirtualService") => {
-                    cx.virtual_services.extend(read_spec(i, o, &mut errors));
-                }
-                ("networking.istio.io", "DestinationRule") => {
-                    if let Some(dr) = read_spec::<DestinationRuleSpec>(i, o, &mut errors) {
-                        let host = hosts::fqdn(&dr.spec.host, &o.namespace);
-                        cx.destination_rules_by_host
-                            .entry(host)
-                            .or_default()
-                            .push(cx.destination_rules.len());
-                        cx.destination_rules.push(dr);
-                    }
-                }
-                ("networking.istio.io", "Gateway") => {
-                    if let Some(gw) = read_spec(i, o, &mut errors) {
-                        cx.gateways_by_name
-                            .insert((o.namespace.as_str(), o.name.as_str()), cx.gateways.len());
-                        cx.gateways.push(gw);
-                    }
-                }
-                ("networking.istio.io", "ServiceEntry") => {
-                    if let Some(se) = read_spec::<ServiceEntrySpec>(i, o, &mut errors) {
-                        let id = cx.service_entries.len();
-                        for host in &se.spec.hosts {
-                            if let Some(suffix) = host.strip_prefix('*') {
-                                cx.service_entry_wildcards.push((suffix.to_owned(), id));
-                            } else {
-                                cx.service_entry_hosts
-                                    .entry(host.to_ascii_lowercase())
-                                    .or_default()
-                                    .push(id);
-                            }
-                        }
-                        cx.service_entries.push(se);
-                    }
-                }
-                ("networking.istio.io", "Sidecar") => {
-                    cx.sidecars.extend(read_spec(i, o, &mut errors));
-                }
-                ("security.istio.io", "PeerAuthentication") => {
-                    cx.peer_authentications.extend(read_spec(i, o, &mut errors));
-                }
-                ("security.istio.io", "AuthorizationPolicy") => {
-                    cx.authorization_policies
-                        .extend(read_spec(i, o, &mut errors));
-                }
-                ("security.istio.io", "RequestAuthentication") => {
-                    cx.request_authentications
-                        .extend(read_spec(i, o, &mut errors));
-                }
+                _ if o.istio.is_some() => cx.add_istio(i, o),
                 _ => {
                     if let Some(w) = workload_of(i, o) {
                         let id = cx.workloads.len() as u32;
@@ -269,8 +174,53 @@ impl<'a> Context<'a> {
         for ns in namespaces {
             cx.service_accounts.insert((ns, "default"));
         }
-        cx.type_errors = errors;
         cx
+    }
+
+    fn add_istio(&mut self, obj: usize, o: &'a Object) {
+        match &o.istio {
+            Some(IstioSpec::VirtualService(spec)) => {
+                self.virtual_services.push(Typed { obj, spec })
+            }
+            Some(IstioSpec::DestinationRule(spec)) => {
+                let host = hosts::fqdn(&spec.host, &o.namespace);
+                self.destination_rules_by_host
+                    .entry(host)
+                    .or_default()
+                    .push(self.destination_rules.len());
+                self.destination_rules.push(Typed { obj, spec });
+            }
+            Some(IstioSpec::Gateway(spec)) => {
+                self.gateways_by_name
+                    .insert((o.namespace.as_str(), o.name.as_str()), self.gateways.len());
+                self.gateways.push(Typed { obj, spec });
+            }
+            Some(IstioSpec::ServiceEntry(spec)) => {
+                let id = self.service_entries.len();
+                for host in &spec.hosts {
+                    if let Some(suffix) = host.strip_prefix('*') {
+                        self.service_entry_wildcards.push((suffix.to_owned(), id));
+                    } else {
+                        self.service_entry_hosts
+                            .entry(host.to_ascii_lowercase())
+                            .or_default()
+                            .push(id);
+                    }
+                }
+                self.service_entries.push(Typed { obj, spec });
+            }
+            Some(IstioSpec::Sidecar(spec)) => self.sidecars.push(Typed { obj, spec }),
+            Some(IstioSpec::PeerAuthentication(spec)) => {
+                self.peer_authentications.push(Typed { obj, spec })
+            }
+            Some(IstioSpec::AuthorizationPolicy(spec)) => {
+                self.authorization_policies.push(Typed { obj, spec })
+            }
+            Some(IstioSpec::RequestAuthentication(spec)) => {
+                self.request_authentications.push(Typed { obj, spec })
+            }
+            None => {}
+        }
     }
 
     fn add_service(&mut self, i: usize, o: &'a Object) {
@@ -344,7 +294,7 @@ impl<'a> Context<'a> {
             .map(|&i| &self.services[i])
     }
 
-    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&Typed<GatewaySpec>> {
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<&Typed<'a, GatewaySpec>> {
         self.gateways_by_name
             .get(&(namespace, name))
             .map(|&i| &self.gateways[i])
@@ -430,7 +380,11 @@ impl<'a> Context<'a> {
         let visible_entry = |id: &usize| {
             let se = &self.service_entries[*id];
             let owner = &self.objects[se.obj].namespace;
-            hosts::visible(se.spec.export_to.as_deref().unwrap_or(&[]), owner, namespace)
+            hosts::visible(
+                se.spec.export_to.as_deref().unwrap_or(&[]),
+                owner,
+                namespace,
+            )
         };
         if let Some(id) = self
             .service_entry_hosts
@@ -454,7 +408,11 @@ impl<'a> Context<'a> {
 
     /// The DestinationRules that apply to a host (FQDN) for clients in `namespace`: Istio uses
     /// the client namespace's rule, then the host's namespace's, then any exported one.
-    pub fn destination_rules_for(&self, fqdn: &str, namespace: &str) -> Vec<&Typed<DestinationRuleSpec>> {
+    pub fn destination_rules_for(
+        &self,
+        fqdn: &str,
+        namespace: &str,
+    ) -> Vec<&Typed<'a, DestinationRuleSpec>> {
         self.destination_rules_by_host
             .get(fqdn)
             .into_iter()
@@ -462,7 +420,11 @@ impl<'a> Context<'a> {
             .map(|&i| &self.destination_rules[i])
             .filter(|dr| {
                 let owner = &self.objects[dr.obj].namespace;
-                hosts::visible(dr.spec.export_to.as_deref().unwrap_or(&[]), owner, namespace)
+                hosts::visible(
+                    dr.spec.export_to.as_deref().unwrap_or(&[]),
+                    owner,
+                    namespace,
+                )
             })
             .collect()
     }

@@ -33,9 +33,7 @@ impl FieldPath {
                 rest = after.get(end + 1..).unwrap_or("");
             } else {
                 let rest_trimmed = rest.strip_prefix('.').unwrap_or(rest);
-                let end = rest_trimmed
-                    .find(['.', '['])
-                    .unwrap_or(rest_trimmed.len());
+                let end = rest_trimmed.find(['.', '[']).unwrap_or(rest_trimmed.len());
                 if end > 0 {
                     segs.push(Seg::Key(rest_trimmed[..end].to_owned()));
                 }

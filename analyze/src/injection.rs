@@ -37,7 +37,12 @@ pub fn is_system_namespace(namespace: &str) -> bool {
 
 /// Whether the webhook injects a pod with this metadata and spec into a namespace in `state`:
 /// the pod's own switch wins (label over annotation), then the namespace's labels.
-pub fn pod_is_injected(meta: &Value, spec: &Value, namespace: &str, state: &NamespaceInjection) -> bool {
+pub fn pod_is_injected(
+    meta: &Value,
+    spec: &Value,
+    namespace: &str,
+    state: &NamespaceInjection,
+) -> bool {
     if spec["hostNetwork"].as_bool() == Some(true) || is_system_namespace(namespace) {
         return false;
     }
@@ -50,8 +55,9 @@ pub fn pod_is_injected(meta: &Value, spec: &Value, namespace: &str, state: &Name
 /// Whether a pod spec has the proxy container (a regular container, or a native sidecar).
 pub fn has_proxy(spec: &Value) -> bool {
     ["containers", "initContainers"].iter().any(|list| {
-        spec[*list]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["name"] == mesh_inject::names::PROXY_CONTAINER))
+        spec[*list].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["name"] == mesh_inject::names::PROXY_CONTAINER)
+        })
     })
 }

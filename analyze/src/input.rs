@@ -145,7 +145,11 @@ mod tests {
         let inputs = read_inputs(std::slice::from_ref(&dir)).unwrap();
         let names: Vec<String> = inputs
             .iter()
-            .map(|i| i.origin.trim_start_matches(&dir.display().to_string()).to_owned())
+            .map(|i| {
+                i.origin
+                    .trim_start_matches(&dir.display().to_string())
+                    .to_owned()
+            })
             .collect();
         assert_eq!(names, ["/a.yml", "/b/z.yaml"]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -25,6 +25,7 @@ pub mod object;
 pub mod parse;
 pub mod report;
 pub mod schema;
+pub mod spec;
 pub mod suppress;
 pub mod workloads;
 
@@ -62,6 +63,9 @@ pub fn analyze(objects: &[Object], options: &Options) -> Vec<Message> {
 /// cluster's object of the same kind, namespace and name, so a change can be checked before it
 /// is applied.
 pub fn overlay(cluster: Vec<Object>, files: Vec<Object>) -> Vec<Object> {
+    if cluster.is_empty() {
+        return files;
+    }
     let replaced: std::collections::HashSet<_> = files.iter().map(Object::key).collect();
     let mut out: Vec<Object> = cluster
         .into_iter()

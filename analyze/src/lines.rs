@@ -116,7 +116,9 @@ fn key_of(text: &str) -> Option<&str> {
                 .then(|| &inner[..end]);
         }
     }
-    let end = text.find(": ").or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
+    let end = text
+        .find(": ")
+        .or_else(|| text.ends_with(':').then(|| text.len() - 1))?;
     Some(text[..end].trim_end())
 }
 
@@ -156,7 +158,10 @@ spec:
     #[test]
     fn finds_keys_and_sequence_items_at_any_depth() {
         assert_eq!(at("metadata.name"), Some(4));
-        assert_eq!(at("metadata.annotations[\"sidecar.istio.io/inject\"]"), Some(6));
+        assert_eq!(
+            at("metadata.annotations[\"sidecar.istio.io/inject\"]"),
+            Some(6)
+        );
         assert_eq!(at("spec.http[0].match[0].uri.prefix"), Some(12));
         assert_eq!(at("spec.http[0].route[0].destination.subset"), Some(16));
         assert_eq!(at("spec.http[1].route[0].destination.host"), Some(19));
@@ -170,7 +175,10 @@ spec:
         assert_eq!(at("spec.hosts[0]"), Some(8));
         assert_eq!(at("spec.http[7].route"), Some(9));
         assert_eq!(at("status"), None);
-        assert_eq!(locate("{\"kind\": \"Service\"}", &FieldPath::parse("kind")), None);
+        assert_eq!(
+            locate("{\"kind\": \"Service\"}", &FieldPath::parse("kind")),
+            None
+        );
     }
 
     #[test]

@@ -30,7 +30,12 @@ impl MeshSettings {
     /// their defaults.
     pub fn from_mesh_config(mesh: &Value) -> MeshSettings {
         let defaults = MeshSettings::default();
-        let text = |key: &str| mesh[key].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        let text = |key: &str| {
+            mesh[key]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
         let auto_allocate = &mesh["defaultConfig"]["proxyMetadata"]["ISTIO_META_DNS_AUTO_ALLOCATE"];
         MeshSettings {
             root_namespace: text("rootNamespace").unwrap_or(defaults.root_namespace),

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::fieldpath::FieldPath;
 use crate::lines;
+use crate::spec::{self, IstioSpec, SpecProblem};
 
 /// Where an object came from.
 #[derive(Debug, Clone)]
@@ -80,8 +81,13 @@ pub struct Object {
     /// Empty for cluster-scoped kinds.
     pub namespace: String,
     pub name: String,
+    /// The object as written; for Istio kinds without its `spec`, which is in `istio`.
     pub value: Value,
     pub origin: Origin,
+    /// The typed spec of an Istio object (None when it does not read into its type).
+    pub istio: Option<IstioSpec>,
+    /// What is wrong with an Istio object's spec, found when the object was made.
+    pub spec_problems: Vec<SpecProblem>,
 }
 
 static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
@@ -93,7 +99,7 @@ fn empty_map() -> &'static Map<String, Value> {
 impl Object {
     /// Builds an object from its JSON tree; namespaced kinds without a namespace get
     /// `default_namespace`, as `kubectl apply` would give them.
-    pub fn new(value: Value, origin: Origin, default_namespace: &str) -> Object {
+    pub fn new(mut value: Value, origin: Origin, default_namespace: &str) -> Object {
         let api_version = value["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g.to_owned(), v.to_owned()),
@@ -115,6 +121,15 @@ impl Object {
                 .unwrap_or(default_namespace)
                 .to_owned()
         };
+        let (istio, spec_problems) = match spec::read(&group, &kind, &value["spec"]) {
+            Some((istio, problems)) => {
+                if let Some(map) = value.as_object_mut() {
+                    map.remove("spec");
+                }
+                (istio, problems)
+            }
+            None => (None, Vec::new()),
+        };
         Object {
             group,
             version,
@@ -123,6 +138,8 @@ impl Object {
             name,
             value,
             origin,
+            istio,
+            spec_problems,
         }
     }
 

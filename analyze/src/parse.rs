@@ -261,13 +261,22 @@ mod tests {
         let errors: Vec<String> = parsed.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
         // libyaml notices the unclosed list where the document ends, on the separator line.
-        assert!(errors[0].starts_with("bad.yaml:6:1: invalid YAML"), "{}", errors[0]);
-        assert!(errors[1].starts_with("bad.yaml:11: the document has no apiVersion or kind"), "{}", errors[1]);
+        assert!(
+            errors[0].starts_with("bad.yaml:6:1: invalid YAML"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with("bad.yaml:11: the document has no apiVersion or kind"),
+            "{}",
+            errors[1]
+        );
     }
 
     #[test]
     fn unknown_kinds_are_skipped_or_refused() {
-        let text = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\n";
+        let text =
+            "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: f}\n";
         let parsed = parse_text("f.yaml", text, &options());
         assert!(parsed.objects.is_empty() && parsed.errors.is_empty());
         let strict = ParseOptions {

@@ -82,7 +82,10 @@ fn check(value: &Value, schema: &Value, path: &str, out: &mut Vec<Violation>) {
             return add(format!("expected a number, found {}", type_name(value)));
         }
         Some("boolean") if !value.is_boolean() => {
-            return add(format!("expected true or false, found {}", type_name(value)));
+            return add(format!(
+                "expected true or false, found {}",
+                type_name(value)
+            ));
         }
         _ => {}
     }
@@ -222,11 +225,27 @@ mod tests {
             .into_iter()
             .map(|v| format!("{}: {}", v.field, v.message))
             .collect();
-        assert!(found.iter().any(|f| f.starts_with("spec.trafficPolicy.tls.mode: \"MUTUALTLS\" is not one of DISABLE")), "{found:?}");
+        assert!(
+            found.iter().any(|f| f
+                .starts_with("spec.trafficPolicy.tls.mode: \"MUTUALTLS\" is not one of DISABLE")),
+            "{found:?}"
+        );
         assert!(found.contains(&"spec.trafficPolicy.loadBalancer: simple and consistentHash are alternatives: set only one of them".to_owned()), "{found:?}");
-        assert!(found.contains(&"spec.subsets[0]: required field name is missing".to_owned()), "{found:?}");
-        assert!(found.contains(&"spec.subsets[1].lables: unknown field \"lables\"; did you mean \"labels\"?".to_owned()), "{found:?}");
-        let found = validate("Gateway", &json!({"servers": [{"port": {"number": "80", "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}));
+        assert!(
+            found.contains(&"spec.subsets[0]: required field name is missing".to_owned()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(
+                &"spec.subsets[1].lables: unknown field \"lables\"; did you mean \"labels\"?"
+                    .to_owned()
+            ),
+            "{found:?}"
+        );
+        let found = validate(
+            "Gateway",
+            &json!({"servers": [{"port": {"number": "80", "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}),
+        );
         assert_eq!(found[0].field, "spec.servers[0].port.number");
         assert_eq!(found[0].message, "expected an integer, found a string");
     }

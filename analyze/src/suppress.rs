@@ -28,10 +28,7 @@ impl Suppression {
         if code.is_empty() {
             return Err(error("the code is missing"));
         }
-        if !code
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '*')
-        {
+        if !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '*') {
             return Err(error("a code is letters and digits such as IST0101"));
         }
         let (kind, target) = match rest {
@@ -95,7 +92,12 @@ mod tests {
     use crate::codes;
     use crate::object::ResourceRef;
 
-    fn message(code: &'static crate::message::MessageType, kind: &str, ns: Option<&str>, name: &str) -> Message {
+    fn message(
+        code: &'static crate::message::MessageType,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Message {
         Message {
             kind: code,
             text: String::new(),
@@ -121,7 +123,12 @@ mod tests {
 
     #[test]
     fn both_resource_forms_and_bare_codes() {
-        let vs = message(&codes::REFERENCED_RESOURCE_NOT_FOUND, "VirtualService", Some("shop"), "reviews");
+        let vs = message(
+            &codes::REFERENCED_RESOURCE_NOT_FOUND,
+            "VirtualService",
+            Some("shop"),
+            "reviews",
+        );
         let ns = message(&codes::NAMESPACE_NOT_INJECTED, "Namespace", None, "shop");
         let s = |a: &str| Suppression::parse(a).unwrap();
         assert!(s("IST0101=VirtualService shop/reviews").matches(&vs));

@@ -37,9 +37,13 @@ fn analyze(cluster: &Cluster, args: &[&str]) -> (i32, Vec<Value>) {
 }
 
 fn has(messages: &[Value], code: &str, kind: &str, name: &str) -> bool {
-    messages
-        .iter()
-        .any(|m| m["code"] == code && m["resource"]["kind"] == kind && m["resource"]["name"].as_str().is_some_and(|n| n.starts_with(name)))
+    messages.iter().any(|m| {
+        m["code"] == code
+            && m["resource"]["kind"] == kind
+            && m["resource"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(name))
+    })
 }
 
 fn shop(ns: &str) -> String {
@@ -97,15 +101,30 @@ spec:
 #[test]
 fn analyze_reads_the_cluster_and_lays_files_over_it() {
     let cluster = Cluster::from_env();
-    let out = cluster.kubectl(&["apply", "-f", repo_root().join("crds/generated").to_str().expect("utf-8")]);
+    let out = cluster.kubectl(&[
+        "apply",
+        "-f",
+        repo_root().join("crds/generated").to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success(), "CRDs: {}", stderr(&out));
     let prefix = format!("analyze-e2e-{}", std::process::id());
     let ns = format!("{prefix}-shop");
     let other = format!("{prefix}-other");
-    let _cleanup = Namespaces { cluster: &cluster, names: vec![ns.clone(), other.clone()] };
-    wait_for("the VirtualService CRD to serve", Duration::from_secs(60), || {
-        cluster.kubectl(&["get", "virtualservices.networking.istio.io", "-A"]).status.success().then_some(())
-    });
+    let _cleanup = Namespaces {
+        cluster: &cluster,
+        names: vec![ns.clone(), other.clone()],
+    };
+    wait_for(
+        "the VirtualService CRD to serve",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .kubectl(&["get", "virtualservices.networking.istio.io", "-A"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
     apply(&cluster, &shop(&ns));
     apply(&cluster, &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {other}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: lost, namespace: {other}}}\nspec:\n  hosts: [lost]\n  http: [{{route: [{{destination: {{host: nowhere}}}}]}}]\n"));
     // The controllers make the pods and kwok runs them; neither has a proxy (no webhook runs).
@@ -116,14 +135,26 @@ fn analyze_reads_the_cluster_and_lays_files_over_it() {
 
     let (code, messages) = analyze(&cluster, &["-n", &ns]);
     assert_eq!(code, 79, "{messages:#?}");
-    assert!(has(&messages, "IST0101", "VirtualService", "web"), "{messages:#?}");
+    assert!(
+        has(&messages, "IST0101", "VirtualService", "web"),
+        "{messages:#?}"
+    );
     assert!(has(&messages, "IST0118", "Service", "web"), "{messages:#?}");
     // The pod of web is missing its proxy; batch's opted out, so it is not reported.
     assert!(has(&messages, "IST0103", "Pod", "web-"), "{messages:#?}");
     assert!(!has(&messages, "IST0103", "Pod", "batch-"), "{messages:#?}");
     // Objects read from the cluster have no file origin; nothing of the other namespace shows.
-    assert!(messages.iter().all(|m| m["origin"].is_null()), "{messages:#?}");
-    assert!(messages.iter().all(|m| m["resource"]["namespace"] == ns.as_str() || m["resource"]["name"] == ns.as_str()), "{messages:#?}");
+    assert!(
+        messages.iter().all(|m| m["origin"].is_null()),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["resource"]["namespace"] == ns.as_str()
+                || m["resource"]["name"] == ns.as_str()),
+        "{messages:#?}"
+    );
 
     // -A reports the other namespace too.
     let (_, all) = analyze(&cluster, &["-A"]);
@@ -135,7 +166,10 @@ fn analyze_reads_the_cluster_and_lays_files_over_it() {
     std::fs::write(&fixed, format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  hosts: [web]\n  http:\n  - route:\n    - destination:\n        host: web\n        subset: v1\n")).expect("write");
     let (_, over) = analyze(&cluster, &["-n", &ns, fixed.to_str().expect("utf-8")]);
     assert!(!has(&over, "IST0101", "VirtualService", "web"), "{over:#?}");
-    assert!(has(&over, "IST0103", "Pod", "web-"), "the cluster's objects are still analysed: {over:#?}");
+    assert!(
+        has(&over, "IST0103", "Pod", "web-"),
+        "the cluster's objects are still analysed: {over:#?}"
+    );
     // ... and a new mistake in a file is reported with its file and line.
     let broken = dir.join("broken.yaml");
     std::fs::write(&broken, format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  hosts: [web]\n  http:\n  - route:\n    - destination:\n        host: web\n        subset: v3\n")).expect("write");
@@ -147,10 +181,16 @@ fn analyze_reads_the_cluster_and_lays_files_over_it() {
         .unwrap_or_else(|| panic!("{over:#?}"));
     assert_eq!(m["origin"]["file"], broken.to_str().expect("utf-8"));
     assert_eq!(m["origin"]["line"], 10);
-    assert!(m["message"].as_str().unwrap_or("").contains("web+v3"), "{m}");
+    assert!(
+        m["message"].as_str().unwrap_or("").contains("web+v3"),
+        "{m}"
+    );
 
     // Suppression and thresholds apply to cluster findings as to files'.
-    let (code, quiet) = analyze(&cluster, &["-n", &ns, "-S", "IST0101=VirtualService *", "-S", "IST0103"]);
+    let (code, quiet) = analyze(
+        &cluster,
+        &["-n", &ns, "-S", "IST0101=VirtualService *", "-S", "IST0103"],
+    );
     assert_eq!(code, 0, "{quiet:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -161,11 +201,21 @@ fn an_unreachable_cluster_is_an_error_that_says_what_to_do() {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n").expect("write");
     let out = std::process::Command::new(mesh_e2e::meshctl_bin())
-        .args(["analyze", "--kubeconfig", kubeconfig.to_str().expect("utf-8"), "--timeout", "20s"])
+        .args([
+            "analyze",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--timeout",
+            "20s",
+        ])
         .output()
         .expect("meshctl runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot reach the cluster of context \"x\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the cluster of context \"x\""),
+        "{}",
+        stderr(&out)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -45,11 +45,21 @@ struct Known {
 }
 
 const fn pod(name: &'static str, check: Check) -> Known {
-    Known { name, on: On::Pod, check, deprecated: None }
+    Known {
+        name,
+        on: On::Pod,
+        check,
+        deprecated: None,
+    }
 }
 
 const fn old(name: &'static str, on: On, instead: &'static str) -> Known {
-    Known { name, on, check: Check::Any, deprecated: Some(instead) }
+    Known {
+        name,
+        on,
+        check: Check::Any,
+        deprecated: Some(instead),
+    }
 }
 
 static KNOWN: &[Known] = &[
@@ -74,43 +84,168 @@ static KNOWN: &[Known] = &[
     pod("sidecar.istio.io/statsHistogramBuckets", Check::Json),
     pod("sidecar.istio.io/nativeSidecar", Check::Bool),
     pod("status.sidecar.istio.io/port", Check::Int),
-    pod("readiness.status.sidecar.istio.io/initialDelaySeconds", Check::Int),
-    pod("readiness.status.sidecar.istio.io/periodSeconds", Check::Int),
-    pod("readiness.status.sidecar.istio.io/failureThreshold", Check::Int),
-    pod("readiness.status.sidecar.istio.io/applicationPorts", Check::Any),
-    pod("traffic.sidecar.istio.io/includeOutboundIPRanges", Check::Capture),
-    pod("traffic.sidecar.istio.io/excludeOutboundIPRanges", Check::Capture),
-    pod("traffic.sidecar.istio.io/includeInboundPorts", Check::Capture),
-    pod("traffic.sidecar.istio.io/excludeInboundPorts", Check::Capture),
-    pod("traffic.sidecar.istio.io/includeOutboundPorts", Check::Capture),
-    pod("traffic.sidecar.istio.io/excludeOutboundPorts", Check::Capture),
-    pod("traffic.sidecar.istio.io/kubevirtInterfaces", Check::Capture),
+    pod(
+        "readiness.status.sidecar.istio.io/initialDelaySeconds",
+        Check::Int,
+    ),
+    pod(
+        "readiness.status.sidecar.istio.io/periodSeconds",
+        Check::Int,
+    ),
+    pod(
+        "readiness.status.sidecar.istio.io/failureThreshold",
+        Check::Int,
+    ),
+    pod(
+        "readiness.status.sidecar.istio.io/applicationPorts",
+        Check::Any,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/includeOutboundIPRanges",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/includeInboundPorts",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/excludeInboundPorts",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/includeOutboundPorts",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/excludeOutboundPorts",
+        Check::Capture,
+    ),
+    pod(
+        "traffic.sidecar.istio.io/kubevirtInterfaces",
+        Check::Capture,
+    ),
     pod("traffic.sidecar.istio.io/excludeInterfaces", Check::Capture),
     pod("proxy.istio.io/config", Check::Yaml),
     pod("proxy.istio.io/overrides", Check::Any),
     pod("inject.istio.io/templates", Check::Any),
     pod("prometheus.istio.io/merge-metrics", Check::Bool),
     pod("ambient.istio.io/redirection", Check::Any),
-    old("sidecar.istio.io/statsInclusionPrefixes", On::Pod, "set proxyStatsMatcher.inclusionPrefixes in the proxy.istio.io/config annotation"),
-    old("sidecar.istio.io/statsInclusionSuffixes", On::Pod, "set proxyStatsMatcher.inclusionSuffixes in the proxy.istio.io/config annotation"),
-    old("sidecar.istio.io/statsInclusionRegexps", On::Pod, "set proxyStatsMatcher.inclusionRegexps in the proxy.istio.io/config annotation"),
-    old("sidecar.istio.io/controlPlaneAuthPolicy", On::Pod, "remove it: the control plane connection is always mutual TLS"),
-    old("sidecar.istio.io/discoveryAddress", On::Pod, "set discoveryAddress in the proxy.istio.io/config annotation"),
-    old("alpha.istio.io/identity", On::Pod, "remove it: identities come from the pod's service account"),
-    Known { name: "networking.istio.io/exportTo", on: On::Kind("Service"), check: Check::ExportTo, deprecated: None },
-    Known { name: "networking.istio.io/traffic-distribution", on: On::Kind("Service"), check: Check::Any, deprecated: None },
-    old("alpha.istio.io/kubernetes-serviceaccounts", On::Kind("Service"), "remove it: use the service accounts of the pods"),
-    old("alpha.istio.io/canonical-serviceaccounts", On::Kind("Service"), "remove it: use the service accounts of the pods"),
-    Known { name: "istio.io/dry-run", on: On::Kind("AuthorizationPolicy"), check: Check::Bool, deprecated: None },
-    Known { name: "istio.io/autoRegistrationGroup", on: On::Kind("WorkloadEntry"), check: Check::Any, deprecated: None },
-    Known { name: "istio.io/workloadController", on: On::Kind("WorkloadEntry"), check: Check::Any, deprecated: None },
-    Known { name: "istio.io/connectedAt", on: On::Kind("WorkloadEntry"), check: Check::Any, deprecated: None },
-    Known { name: "istio.io/disconnectedAt", on: On::Kind("WorkloadEntry"), check: Check::Any, deprecated: None },
-    Known { name: "install.operator.istio.io/chart-owner", on: On::Any, check: Check::Any, deprecated: None },
-    Known { name: "install.operator.istio.io/owner-generation", on: On::Any, check: Check::Any, deprecated: None },
-    Known { name: "install.operator.istio.io/version", on: On::Any, check: Check::Any, deprecated: None },
-    Known { name: "galley.istio.io/analyze-suppress", on: On::Any, check: Check::Codes, deprecated: None },
-    Known { name: "kubectl.kubernetes.io/default-container", on: On::Pod, check: Check::Any, deprecated: None },
+    old(
+        "sidecar.istio.io/statsInclusionPrefixes",
+        On::Pod,
+        "set proxyStatsMatcher.inclusionPrefixes in the proxy.istio.io/config annotation",
+    ),
+    old(
+        "sidecar.istio.io/statsInclusionSuffixes",
+        On::Pod,
+        "set proxyStatsMatcher.inclusionSuffixes in the proxy.istio.io/config annotation",
+    ),
+    old(
+        "sidecar.istio.io/statsInclusionRegexps",
+        On::Pod,
+        "set proxyStatsMatcher.inclusionRegexps in the proxy.istio.io/config annotation",
+    ),
+    old(
+        "sidecar.istio.io/controlPlaneAuthPolicy",
+        On::Pod,
+        "remove it: the control plane connection is always mutual TLS",
+    ),
+    old(
+        "sidecar.istio.io/discoveryAddress",
+        On::Pod,
+        "set discoveryAddress in the proxy.istio.io/config annotation",
+    ),
+    old(
+        "alpha.istio.io/identity",
+        On::Pod,
+        "remove it: identities come from the pod's service account",
+    ),
+    Known {
+        name: "networking.istio.io/exportTo",
+        on: On::Kind("Service"),
+        check: Check::ExportTo,
+        deprecated: None,
+    },
+    Known {
+        name: "networking.istio.io/traffic-distribution",
+        on: On::Kind("Service"),
+        check: Check::Any,
+        deprecated: None,
+    },
+    old(
+        "alpha.istio.io/kubernetes-serviceaccounts",
+        On::Kind("Service"),
+        "remove it: use the service accounts of the pods",
+    ),
+    old(
+        "alpha.istio.io/canonical-serviceaccounts",
+        On::Kind("Service"),
+        "remove it: use the service accounts of the pods",
+    ),
+    Known {
+        name: "istio.io/dry-run",
+        on: On::Kind("AuthorizationPolicy"),
+        check: Check::Bool,
+        deprecated: None,
+    },
+    Known {
+        name: "istio.io/autoRegistrationGroup",
+        on: On::Kind("WorkloadEntry"),
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "istio.io/workloadController",
+        on: On::Kind("WorkloadEntry"),
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "istio.io/connectedAt",
+        on: On::Kind("WorkloadEntry"),
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "istio.io/disconnectedAt",
+        on: On::Kind("WorkloadEntry"),
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "install.operator.istio.io/chart-owner",
+        on: On::Any,
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "install.operator.istio.io/owner-generation",
+        on: On::Any,
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "install.operator.istio.io/version",
+        on: On::Any,
+        check: Check::Any,
+        deprecated: None,
+    },
+    Known {
+        name: "galley.istio.io/analyze-suppress",
+        on: On::Any,
+        check: Check::Codes,
+        deprecated: None,
+    },
+    Known {
+        name: "kubectl.kubernetes.io/default-container",
+        on: On::Pod,
+        check: Check::Any,
+        deprecated: None,
+    },
 ];
 
 fn is_istio_domain(key: &str) -> bool {
@@ -130,11 +265,21 @@ fn invalid(check: Check, value: &str) -> Option<String> {
         Check::Int => value.trim().parse::<u32>().is_ok(),
         Check::Quantity => is_quantity(value),
         Check::Json => serde_json::from_str::<Value>(value).is_ok(),
-        Check::Yaml => serde_yaml_ng::from_str::<Value>(value).is_ok_and(|v| v.is_object() || v.is_null()),
+        Check::Yaml => {
+            serde_yaml_ng::from_str::<Value>(value).is_ok_and(|v| v.is_object() || v.is_null())
+        }
         Check::ExportTo => value.split(',').map(str::trim).all(|e| {
-            e == "." || e == "*" || e == "~" || (!e.is_empty() && e.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+            e == "."
+                || e == "*"
+                || e == "~"
+                || (!e.is_empty()
+                    && e.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
         }),
-        Check::Codes => value.split(',').map(str::trim).all(|c| c == "*" || crate::codes::by_code(c).is_some()),
+        Check::Codes => value
+            .split(',')
+            .map(str::trim)
+            .all(|c| c == "*" || crate::codes::by_code(c).is_some()),
     };
     if ok {
         return None;
@@ -146,14 +291,23 @@ fn invalid(check: Check, value: &str) -> Option<String> {
         Check::Json => format!("{value:?} is not valid JSON"),
         Check::Yaml => "the value is not a YAML mapping of proxy settings".to_owned(),
         Check::ExportTo => format!("{value:?} is not a comma-separated list of namespaces, . or *"),
-        Check::Codes => format!("{value:?} is not a comma-separated list of analyzer codes (such as IST0102) or *"),
+        Check::Codes => format!(
+            "{value:?} is not a comma-separated list of analyzer codes (such as IST0102) or *"
+        ),
         Check::Any | Check::Capture => String::new(),
     })
 }
 
 /// Checks one annotation map; `on_pod` says whether it belongs to a pod (a Pod's metadata or a
 /// pod template's).
-fn check_map(r: &mut Report, obj: usize, object: &Object, annotations: &Map<String, Value>, path: &str, on_pod: bool) {
+fn check_map(
+    r: &mut Report,
+    obj: usize,
+    object: &Object,
+    annotations: &Map<String, Value>,
+    path: &str,
+    on_pod: bool,
+) {
     let mut capture = false;
     for (key, value) in annotations {
         if !is_istio_domain(key) {
@@ -176,7 +330,9 @@ fn check_map(r: &mut Report, obj: usize, object: &Object, annotations: &Map<Stri
         };
         if !placed_right {
             let hint = match k.on {
-                On::Pod if object.kind != "Pod" => " (on a workload, put it under spec.template.metadata.annotations)",
+                On::Pod if object.kind != "Pod" => {
+                    " (on a workload, put it under spec.template.metadata.annotations)"
+                }
                 _ => "",
             };
             let kind = match k.on {
@@ -202,13 +358,21 @@ fn check_map(r: &mut Report, obj: usize, object: &Object, annotations: &Map<Stri
         }
         matches!(k.check, Check::Capture).then(|| capture = true);
         if let Some(why) = value.as_str().and_then(|v| invalid(k.check, v)) {
-            r.add(&INVALID_ANNOTATION, obj, &field, format!("Invalid annotation {key}: {why}"));
+            r.add(
+                &INVALID_ANNOTATION,
+                obj,
+                &field,
+                format!("Invalid annotation {key}: {why}"),
+            );
         }
     }
     if capture {
         // The injector's own parser, so analysis refuses exactly what injection would.
-        if let Err(mesh_inject::InjectError::Annotation { annotation, message, .. }) =
-            iptables_args(&Value::Object(annotations.clone()), "")
+        if let Err(mesh_inject::InjectError::Annotation {
+            annotation,
+            message,
+            ..
+        }) = iptables_args(&Value::Object(annotations.clone()), "")
         {
             r.add(
                 &INVALID_ANNOTATION,
@@ -222,7 +386,14 @@ fn check_map(r: &mut Report, obj: usize, object: &Object, annotations: &Map<Stri
 
 pub fn run(cx: &Context, r: &mut Report) {
     for (i, o) in cx.objects.iter().enumerate() {
-        check_map(r, i, o, o.annotations(), "metadata.annotations", o.kind == "Pod");
+        check_map(
+            r,
+            i,
+            o,
+            o.annotations(),
+            "metadata.annotations",
+            o.kind == "Pod",
+        );
     }
     for w in &cx.workloads {
         if !w.template_path.is_empty() {

@@ -51,7 +51,13 @@ fn check_account(cx: &Context, r: &mut Report, obj: usize, field: &str, ns: &str
 pub fn run(cx: &Context, r: &mut Report) {
     for ap in &cx.authorization_policies {
         let ns = cx.object(ap.obj).namespace.as_str();
-        if let Some(sel) = ap.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()).filter(|l| !l.is_empty()) {
+        if let Some(sel) = ap
+            .spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .filter(|l| !l.is_empty())
+        {
             let selector = labels::selector_of(sel);
             if cx.knows_workloads() && cx.select_for_policy(&selector, ns).is_empty() {
                 r.add(
@@ -66,19 +72,28 @@ pub fn run(cx: &Context, r: &mut Report) {
             for (j, from) in rule.from.iter().flatten().enumerate() {
                 let Some(source) = &from.source else { continue };
                 let at = |f: &str, k: usize| format!("spec.rules[{i}].from[{j}].source.{f}[{k}]");
-                for (f, list) in [("namespaces", &source.namespaces), ("notNamespaces", &source.not_namespaces)] {
+                for (f, list) in [
+                    ("namespaces", &source.namespaces),
+                    ("notNamespaces", &source.not_namespaces),
+                ] {
                     for (k, n) in list.iter().flatten().enumerate() {
                         check_namespace(cx, r, ap.obj, &at(f, k), n);
                     }
                 }
-                for (f, list) in [("principals", &source.principals), ("notPrincipals", &source.not_principals)] {
+                for (f, list) in [
+                    ("principals", &source.principals),
+                    ("notPrincipals", &source.not_principals),
+                ] {
                     for (k, p) in list.iter().flatten().enumerate() {
                         if let Some((pns, sa)) = principal(cx, p) {
                             check_account(cx, r, ap.obj, &at(f, k), pns, sa);
                         }
                     }
                 }
-                for (f, list) in [("serviceAccounts", &source.service_accounts), ("notServiceAccounts", &source.not_service_accounts)] {
+                for (f, list) in [
+                    ("serviceAccounts", &source.service_accounts),
+                    ("notServiceAccounts", &source.not_service_accounts),
+                ] {
                     for (k, s) in list.iter().flatten().enumerate() {
                         if let Some((sns, sa)) = s.split_once('/').filter(|_| !s.contains('*')) {
                             check_account(cx, r, ap.obj, &at(f, k), sns, sa);

@@ -37,7 +37,11 @@ fn protocol(port: &ServicePort) -> String {
 
 pub fn run(cx: &Context, r: &mut Report) {
     for (id, w) in cx.workloads.iter().enumerate() {
-        let services: Vec<&Service> = cx.services_of(id).iter().map(|&s| &cx.services[s]).collect();
+        let services: Vec<&Service> = cx
+            .services_of(id)
+            .iter()
+            .map(|&s| &cx.services[s])
+            .collect();
         if services.len() < 2 || !cx.in_mesh(w) {
             continue;
         }

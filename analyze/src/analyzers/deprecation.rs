@@ -11,26 +11,56 @@ fn deprecated(r: &mut Report, obj: usize, field: &str, instead: &str) {
         &DEPRECATED,
         obj,
         field,
-        format!("Deprecated: {field} is deprecated and may stop working in a future release; {instead}"),
+        format!(
+            "Deprecated: {field} is deprecated and may stop working in a future release; {instead}"
+        ),
     );
 }
 
 fn traffic_policy(r: &mut Report, obj: usize, path: &str, tp: &TrafficPolicy) {
-    let lb = |r: &mut Report, path: &str, lb: &Option<mesh_crds::istio::networking::LoadBalancerSettings>| {
+    let lb = |r: &mut Report,
+              path: &str,
+              lb: &Option<mesh_crds::istio::networking::LoadBalancerSettings>| {
         let Some(lb) = lb else { return };
         if lb.simple == Some(SimpleLb::LeastConn) {
-            deprecated(r, obj, &format!("{path}.loadBalancer.simple"), "use LEAST_REQUEST, which is what LEAST_CONN means");
+            deprecated(
+                r,
+                obj,
+                &format!("{path}.loadBalancer.simple"),
+                "use LEAST_REQUEST, which is what LEAST_CONN means",
+            );
         }
         if lb.warmup_duration_secs.is_some() {
-            deprecated(r, obj, &format!("{path}.loadBalancer.warmupDurationSecs"), "use loadBalancer.warmup.duration");
+            deprecated(
+                r,
+                obj,
+                &format!("{path}.loadBalancer.warmupDurationSecs"),
+                "use loadBalancer.warmup.duration",
+            );
         }
-        if lb.consistent_hash.as_ref().is_some_and(|c| c.minimum_ring_size.is_some()) {
-            deprecated(r, obj, &format!("{path}.loadBalancer.consistentHash.minimumRingSize"), "use consistentHash.ringHash.minimumRingSize");
+        if lb
+            .consistent_hash
+            .as_ref()
+            .is_some_and(|c| c.minimum_ring_size.is_some())
+        {
+            deprecated(
+                r,
+                obj,
+                &format!("{path}.loadBalancer.consistentHash.minimumRingSize"),
+                "use consistentHash.ringHash.minimumRingSize",
+            );
         }
     };
-    let od = |r: &mut Report, path: &str, od: &Option<mesh_crds::istio::networking::OutlierDetection>| {
+    let od = |r: &mut Report,
+              path: &str,
+              od: &Option<mesh_crds::istio::networking::OutlierDetection>| {
         if od.as_ref().is_some_and(|o| o.consecutive_errors.is_some()) {
-            deprecated(r, obj, &format!("{path}.outlierDetection.consecutiveErrors"), "use consecutive5xxErrors or consecutiveGatewayErrors");
+            deprecated(
+                r,
+                obj,
+                &format!("{path}.outlierDetection.consecutiveErrors"),
+                "use consecutive5xxErrors or consecutiveGatewayErrors",
+            );
         }
     };
     lb(r, path, &tp.load_balancer);
@@ -46,13 +76,33 @@ pub fn run(cx: &Context, r: &mut Report) {
     for vs in &cx.virtual_services {
         for (i, http) in vs.spec.http.iter().flatten().enumerate() {
             if http.mirror_percent.is_some() {
-                deprecated(r, vs.obj, &format!("spec.http[{i}].mirrorPercent"), "use mirrorPercentage: {value: N}");
+                deprecated(
+                    r,
+                    vs.obj,
+                    &format!("spec.http[{i}].mirrorPercent"),
+                    "use mirrorPercentage: {value: N}",
+                );
             }
             if http.mirror_percent_snake_case.is_some() {
-                deprecated(r, vs.obj, &format!("spec.http[{i}].mirror_percent"), "use mirrorPercentage: {value: N}");
+                deprecated(
+                    r,
+                    vs.obj,
+                    &format!("spec.http[{i}].mirror_percent"),
+                    "use mirrorPercentage: {value: N}",
+                );
             }
-            if http.fault.as_ref().and_then(|f| f.delay.as_ref()).is_some_and(|d| d.percent.is_some()) {
-                deprecated(r, vs.obj, &format!("spec.http[{i}].fault.delay.percent"), "use fault.delay.percentage: {value: N}");
+            if http
+                .fault
+                .as_ref()
+                .and_then(|f| f.delay.as_ref())
+                .is_some_and(|d| d.percent.is_some())
+            {
+                deprecated(
+                    r,
+                    vs.obj,
+                    &format!("spec.http[{i}].fault.delay.percent"),
+                    "use fault.delay.percentage: {value: N}",
+                );
             }
         }
     }
@@ -79,14 +129,24 @@ pub fn run(cx: &Context, r: &mut Report) {
     for gw in &cx.gateways {
         for (i, s) in gw.spec.servers.iter().flatten().enumerate() {
             if s.port.target_port.is_some() {
-                deprecated(r, gw.obj, &format!("spec.servers[{i}].port.targetPort"), "remove it: the gateway's Service maps ports to the pod");
+                deprecated(
+                    r,
+                    gw.obj,
+                    &format!("spec.servers[{i}].port.targetPort"),
+                    "remove it: the gateway's Service maps ports to the pod",
+                );
             }
         }
     }
     for sc in &cx.sidecars {
         for (i, l) in sc.spec.ingress.iter().flatten().enumerate() {
             if l.port.target_port.is_some() {
-                deprecated(r, sc.obj, &format!("spec.ingress[{i}].port.targetPort"), "use defaultEndpoint to say where traffic goes");
+                deprecated(
+                    r,
+                    sc.obj,
+                    &format!("spec.ingress[{i}].port.targetPort"),
+                    "use defaultEndpoint to say where traffic goes",
+                );
             }
         }
     }

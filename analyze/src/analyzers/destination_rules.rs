@@ -17,7 +17,10 @@ fn unverified(tls: &Option<ClientTlsSettings>) -> Option<&'static str> {
         ClientTlsMode::Mutual => "MUTUAL",
         _ => return None,
     };
-    let verifies = tls.ca_certificates.as_deref().is_some_and(|c| !c.is_empty())
+    let verifies = tls
+        .ca_certificates
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
         || tls.credential_name.is_some()
         || tls.insecure_skip_verify == Some(true);
     (!verifies).then_some(mode)
@@ -33,7 +36,11 @@ pub fn ca_certificates(cx: &Context, r: &mut Report) {
         }
         for (i, s) in dr.spec.subsets.iter().flatten().enumerate() {
             if let Some(tp) = &s.traffic_policy {
-                policies.push((format!("spec.subsets[{i}].trafficPolicy"), tp, format!(" (subset {})", s.name)));
+                policies.push((
+                    format!("spec.subsets[{i}].trafficPolicy"),
+                    tp,
+                    format!(" (subset {})", s.name),
+                ));
             }
         }
         for (path, tp, subset) in policies {
@@ -47,7 +54,11 @@ pub fn ca_certificates(cx: &Context, r: &mut Report) {
             }
             for (j, p) in tp.port_level_settings.iter().flatten().enumerate() {
                 if let Some(mode) = unverified(&p.tls) {
-                    let port = p.port.as_ref().and_then(|p| p.number).map_or_else(|| "?".to_owned(), |n| n.to_string());
+                    let port = p
+                        .port
+                        .as_ref()
+                        .and_then(|p| p.number)
+                        .map_or_else(|| "?".to_owned(), |n| n.to_string());
                     r.add(
                         &NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
                         dr.obj,
@@ -67,14 +78,20 @@ pub fn subset_pods(cx: &Context, r: &mut Report) {
     for dr in &cx.destination_rules {
         let ns = cx.object(dr.obj).namespace.as_str();
         let fqdn = hosts::fqdn(&dr.spec.host, ns);
-        let Some((name, svc_ns)) = hosts::service_of(&fqdn) else { continue };
-        let Some(svc) = cx.service(svc_ns, name) else { continue };
+        let Some((name, svc_ns)) = hosts::service_of(&fqdn) else {
+            continue;
+        };
+        let Some(svc) = cx.service(svc_ns, name) else {
+            continue;
+        };
         if svc.selector.is_empty() || cx.select_ids(&svc.selector, Some(svc_ns)).is_empty() {
             // No pods at all is the Service's matter, not the subsets'.
             continue;
         }
         for (i, subset) in dr.spec.subsets.iter().flatten().enumerate() {
-            let Some(labels) = subset.labels.as_ref().filter(|l| !l.is_empty()) else { continue };
+            let Some(labels) = subset.labels.as_ref().filter(|l| !l.is_empty()) else {
+                continue;
+            };
             let mut selector = svc.selector.clone();
             selector.extend(labels::selector_of(labels));
             if cx.select_ids(&selector, Some(svc_ns)).is_empty() {

@@ -13,8 +13,12 @@ use crate::hosts;
 use crate::labels::{self, Selector};
 use crate::report::Report;
 
-fn selector_of(gw: &Typed<GatewaySpec>) -> Selector<'_> {
-    gw.spec.selector.as_ref().map(labels::selector_of).unwrap_or_default()
+fn selector_of<'a>(gw: &Typed<'a, GatewaySpec>) -> Selector<'a> {
+    gw.spec
+        .selector
+        .as_ref()
+        .map(labels::selector_of)
+        .unwrap_or_default()
 }
 
 pub fn selectors_and_ports(cx: &Context, r: &mut Report) {
@@ -99,15 +103,26 @@ pub fn conflicts(cx: &Context, r: &mut Report) {
                 exact.entry(host.to_ascii_lowercase()).or_default().push(e);
             }
         }
-        let wild: Vec<usize> = (0..entries.len()).filter(|&e| entries[e].2.starts_with('*')).collect();
+        let wild: Vec<usize> = (0..entries.len())
+            .filter(|&e| entries[e].2.starts_with('*'))
+            .collect();
         // (gateway, server) -> the other gateways it conflicts with.
         let mut found: HashMap<(usize, usize), BTreeSet<usize>> = HashMap::new();
         for (e, &(g, s, host)) in entries.iter().enumerate() {
             let others: Vec<usize> = if host.starts_with('*') {
-                (0..entries.len()).filter(|&o| hosts::overlap(host, entries[o].2)).collect()
+                (0..entries.len())
+                    .filter(|&o| hosts::overlap(host, entries[o].2))
+                    .collect()
             } else {
-                let mut o = exact.get(&host.to_ascii_lowercase()).cloned().unwrap_or_default();
-                o.extend(wild.iter().copied().filter(|&w| hosts::overlap(host, entries[w].2)));
+                let mut o = exact
+                    .get(&host.to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or_default();
+                o.extend(
+                    wild.iter()
+                        .copied()
+                        .filter(|&w| hosts::overlap(host, entries[w].2)),
+                );
                 o
             };
             for o in others {
@@ -147,7 +162,8 @@ pub fn conflicts(cx: &Context, r: &mut Report) {
 /// A Secret holds a certificate and key under the names gateways read.
 fn has_certificate(cx: &Context, secret: usize) -> bool {
     let data = &cx.object(secret).value["data"];
-    let has = |k: &str| data.get(k).is_some() || cx.object(secret).value["stringData"].get(k).is_some();
+    let has =
+        |k: &str| data.get(k).is_some() || cx.object(secret).value["stringData"].get(k).is_some();
     (has("tls.crt") && has("tls.key")) || (has("cert") && has("key"))
 }
 
@@ -180,7 +196,9 @@ pub fn secrets(cx: &Context, r: &mut Report) {
                 if name.contains("://") {
                     continue;
                 }
-                let found = namespaces.iter().find_map(|ns| cx.secrets.get(&(*ns, name)));
+                let found = namespaces
+                    .iter()
+                    .find_map(|ns| cx.secrets.get(&(*ns, name)));
                 match found {
                     None => r.add(
                         &REFERENCED_RESOURCE_NOT_FOUND,

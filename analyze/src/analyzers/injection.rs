@@ -67,7 +67,9 @@ fn pods(cx: &Context, r: &mut Report) {
             continue;
         }
         let state = cx.namespace_injection(&o.namespace);
-        if pod_is_injected(&o.value["metadata"], o.spec(), &o.namespace, &state) && !has_proxy(o.spec()) {
+        if pod_is_injected(&o.value["metadata"], o.spec(), &o.namespace, &state)
+            && !has_proxy(o.spec())
+        {
             r.add(
                 &POD_MISSING_PROXY,
                 i,

@@ -11,8 +11,12 @@ use crate::labels;
 use crate::report::Report;
 use crate::workloads::Workload;
 
-fn mode(pa: &Typed<PeerAuthenticationSpec>) -> Option<MtlsMode> {
-    pa.spec.mtls.as_ref().and_then(|m| m.mode).filter(|m| *m != MtlsMode::Unset)
+fn mode(pa: &Typed<'_, PeerAuthenticationSpec>) -> Option<MtlsMode> {
+    pa.spec
+        .mtls
+        .as_ref()
+        .and_then(|m| m.mode)
+        .filter(|m| *m != MtlsMode::Unset)
 }
 
 /// The effective mode for a workload of `namespace` (None: no workload known): the most
@@ -24,7 +28,13 @@ fn effective(cx: &Context, namespace: &str, w: Option<&Workload>) -> (MtlsMode, 
         let o = cx.object(pa.obj);
         let Some(m) = mode(pa) else { continue };
         let named = format!("{}/{}", o.namespace, o.name);
-        match pa.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()).filter(|l| !l.is_empty()) {
+        match pa
+            .spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .filter(|l| !l.is_empty())
+        {
             Some(sel)
                 if o.namespace == namespace
                     && w.is_some_and(|w| labels::matches(&labels::selector_of(sel), w.labels)) =>
@@ -63,18 +73,28 @@ pub fn run(cx: &Context, r: &mut Report) {
         let o = cx.object(dr.obj);
         let mut fields = Vec::new();
         if let Some(tp) = &dr.spec.traffic_policy {
-            fields.extend(disables(tp).into_iter().map(|f| format!("spec.trafficPolicy.{f}")));
+            fields.extend(
+                disables(tp)
+                    .into_iter()
+                    .map(|f| format!("spec.trafficPolicy.{f}")),
+            );
         }
         for (i, s) in dr.spec.subsets.iter().flatten().enumerate() {
             if let Some(tp) = &s.traffic_policy {
-                fields.extend(disables(tp).into_iter().map(|f| format!("spec.subsets[{i}].trafficPolicy.{f}")));
+                fields.extend(
+                    disables(tp)
+                        .into_iter()
+                        .map(|f| format!("spec.subsets[{i}].trafficPolicy.{f}")),
+                );
             }
         }
         if fields.is_empty() {
             continue;
         }
         let fqdn = hosts::fqdn(&dr.spec.host, &o.namespace);
-        let Some((name, svc_ns)) = hosts::service_of(&fqdn) else { continue };
+        let Some((name, svc_ns)) = hosts::service_of(&fqdn) else {
+            continue;
+        };
         let workloads = cx
             .service(svc_ns, name)
             .map(|svc| cx.select(&svc.selector, Some(svc_ns)))

@@ -18,8 +18,9 @@ const K8S_APP_PROTOCOLS: &[&str] = &["kubernetes.io/h2c", "kubernetes.io/ws", "k
 pub fn declared_protocol<'p>(port: &ServicePort<'p>) -> Option<&'p str> {
     if let Some(app) = port.app_protocol {
         let lower = app.to_ascii_lowercase();
-        return (PROTOCOLS.contains(&lower.as_str()) || K8S_APP_PROTOCOLS.contains(&lower.as_str()))
-            .then_some(app);
+        return (PROTOCOLS.contains(&lower.as_str())
+            || K8S_APP_PROTOCOLS.contains(&lower.as_str()))
+        .then_some(app);
     }
     let name = port.name;
     PROTOCOLS
@@ -35,7 +36,10 @@ pub fn declared_protocol<'p>(port: &ServicePort<'p>) -> Option<&'p str> {
 fn is_control_plane(cx: &Context, obj: usize) -> bool {
     let o = cx.object(obj);
     o.namespace == cx.mesh.root_namespace
-        || matches!(o.label("istio"), Some("pilot" | "ingressgateway" | "egressgateway"))
+        || matches!(
+            o.label("istio"),
+            Some("pilot" | "ingressgateway" | "egressgateway")
+        )
         || o.label("app") == Some("meshd")
 }
 
@@ -45,7 +49,9 @@ pub fn run(cx: &Context, r: &mut Report) {
             continue;
         }
         for port in &svc.ports {
-            if port.protocol.eq_ignore_ascii_case("UDP") || port.protocol.eq_ignore_ascii_case("SCTP") {
+            if port.protocol.eq_ignore_ascii_case("UDP")
+                || port.protocol.eq_ignore_ascii_case("SCTP")
+            {
                 continue;
             }
             let field = format!("spec.ports[{}]", port.index);
@@ -72,7 +78,11 @@ pub fn run(cx: &Context, r: &mut Report) {
                 None if port.name.is_empty() => "it has no name".to_owned(),
                 None => format!("its name {:?} does not start with a protocol", port.name),
             };
-            let at = if port.app_protocol.is_some() { "appProtocol" } else { "name" };
+            let at = if port.app_protocol.is_some() {
+                "appProtocol"
+            } else {
+                "name"
+            };
             r.add(
                 &PORT_NAME_IS_NOT_UNDER_NAMING_CONVENTION,
                 svc.obj,

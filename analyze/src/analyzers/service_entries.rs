@@ -20,7 +20,11 @@ pub fn addresses(cx: &Context, r: &mut Report) {
             .ports
             .iter()
             .flatten()
-            .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto.eq_ignore_ascii_case("TCP")))
+            .filter(|p| {
+                p.protocol
+                    .as_deref()
+                    .is_none_or(|proto| proto.eq_ignore_ascii_case("TCP"))
+            })
             .map(|p| p.number.to_string())
             .collect();
         if tcp.is_empty() {
@@ -44,7 +48,10 @@ pub fn conflicting_protocols(cx: &Context, r: &mut Report) {
     for (e, se) in cx.service_entries.iter().enumerate() {
         for host in &se.spec.hosts {
             for p in se.spec.ports.iter().flatten() {
-                let protocol = p.protocol.as_deref().map_or_else(|| "(unset)".to_owned(), str::to_ascii_uppercase);
+                let protocol = p
+                    .protocol
+                    .as_deref()
+                    .map_or_else(|| "(unset)".to_owned(), str::to_ascii_uppercase);
                 by_port
                     .entry((host.to_ascii_lowercase(), p.number))
                     .or_default()

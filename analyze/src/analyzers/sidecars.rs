@@ -8,9 +8,9 @@ use crate::context::Context;
 use crate::labels;
 use crate::report::Report;
 
-fn selector_labels(
-    sc: &crate::context::Typed<mesh_crds::istio::SidecarSpec>,
-) -> Option<&std::collections::BTreeMap<String, String>> {
+fn selector_labels<'a>(
+    sc: &crate::context::Typed<'a, mesh_crds::istio::SidecarSpec>,
+) -> Option<&'a std::collections::BTreeMap<String, String>> {
     sc.spec
         .workload_selector
         .as_ref()
@@ -47,7 +47,9 @@ pub fn selectors(cx: &Context, r: &mut Report) {
     }
     let mut selected_by: HashMap<usize, Vec<usize>> = HashMap::new();
     for sc in &cx.sidecars {
-        let Some(sel) = selector_labels(sc) else { continue };
+        let Some(sel) = selector_labels(sc) else {
+            continue;
+        };
         let selector = labels::selector_of(sel);
         let ns = cx.object(sc.obj).namespace.as_str();
         let ids = cx.select_ids(&selector, Some(ns));
@@ -63,12 +65,18 @@ pub fn selectors(cx: &Context, r: &mut Report) {
             selected_by.entry(id).or_default().push(sc.obj);
         }
     }
-    let mut conflicts: Vec<(usize, Vec<usize>)> = selected_by.into_iter().filter(|(_, s)| s.len() > 1).collect();
+    let mut conflicts: Vec<(usize, Vec<usize>)> = selected_by
+        .into_iter()
+        .filter(|(_, s)| s.len() > 1)
+        .collect();
     conflicts.sort();
     for (id, sidecars) in conflicts {
         let w = &cx.workloads[id];
         let workload = cx.object(w.obj);
-        let names: BTreeSet<&str> = sidecars.iter().map(|&o| cx.object(o).name.as_str()).collect();
+        let names: BTreeSet<&str> = sidecars
+            .iter()
+            .map(|&o| cx.object(o).name.as_str())
+            .collect();
         for &o in &sidecars {
             r.add(
                 &CONFLICTING_SIDECAR_WORKLOAD_SELECTORS,

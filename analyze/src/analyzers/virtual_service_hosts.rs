@@ -17,23 +17,35 @@ fn all_destinations(vs: &VirtualServiceSpec) -> Vec<(String, &Destination)> {
     let mut out = Vec::new();
     for (i, http) in vs.http.iter().flatten().enumerate() {
         for (j, d) in http.route.iter().flatten().enumerate() {
-            out.push((format!("spec.http[{i}].route[{j}].destination"), &d.destination));
+            out.push((
+                format!("spec.http[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
         }
         if let Some(m) = &http.mirror {
             out.push((format!("spec.http[{i}].mirror"), m));
         }
         for (j, m) in http.mirrors.iter().flatten().enumerate() {
-            out.push((format!("spec.http[{i}].mirrors[{j}].destination"), &m.destination));
+            out.push((
+                format!("spec.http[{i}].mirrors[{j}].destination"),
+                &m.destination,
+            ));
         }
     }
     for (i, tcp) in vs.tcp.iter().flatten().enumerate() {
         for (j, d) in tcp.route.iter().flatten().enumerate() {
-            out.push((format!("spec.tcp[{i}].route[{j}].destination"), &d.destination));
+            out.push((
+                format!("spec.tcp[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
         }
     }
     for (i, tls) in vs.tls.iter().flatten().enumerate() {
         for (j, d) in tls.route.iter().flatten().enumerate() {
-            out.push((format!("spec.tls[{i}].route[{j}].destination"), &d.destination));
+            out.push((
+                format!("spec.tls[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
         }
     }
     out
@@ -45,7 +57,7 @@ pub fn destinations(cx: &Context, r: &mut Report) {
     }
     for vs in &cx.virtual_services {
         let ns = cx.object(vs.obj).namespace.as_str();
-        for (path, d) in all_destinations(&vs.spec) {
+        for (path, d) in all_destinations(vs.spec) {
             if d.host.contains('*') {
                 continue;
             }
@@ -54,7 +66,10 @@ pub fn destinations(cx: &Context, r: &mut Report) {
                 let meaning = if fqdn == d.host {
                     let parts: Vec<&str> = d.host.split('.').collect();
                     if parts.len() == 2 && cx.service(parts[1], parts[0]).is_some() {
-                        format!(" (for the Service {} write {}.{}.svc.cluster.local)", d.host, parts[0], parts[1])
+                        format!(
+                            " (for the Service {} write {}.{}.svc.cluster.local)",
+                            d.host, parts[0], parts[1]
+                        )
                     } else {
                         String::new()
                     }
@@ -104,7 +119,7 @@ pub fn subsets(cx: &Context, r: &mut Report) {
     }
     for vs in &cx.virtual_services {
         let ns = cx.object(vs.obj).namespace.as_str();
-        for (path, d) in all_destinations(&vs.spec) {
+        for (path, d) in all_destinations(vs.spec) {
             let Some(subset) = &d.subset else { continue };
             let fqdn = hosts::fqdn(&d.host, ns);
             let rules = cx.destination_rules_for(&fqdn, ns);
@@ -216,7 +231,7 @@ pub fn gateways(cx: &Context, r: &mut Report) {
 }
 
 /// Whether a VirtualService applies to sidecars (the reserved `mesh` gateway).
-fn bound_to_mesh(vs: &Typed<VirtualServiceSpec>) -> bool {
+fn bound_to_mesh(vs: &Typed<'_, VirtualServiceSpec>) -> bool {
     vs.spec
         .gateways
         .as_ref()
@@ -231,7 +246,11 @@ pub fn conflicting_mesh_hosts(cx: &Context, r: &mut Report) {
             continue;
         }
         let ns = cx.object(vs.obj).namespace.as_str();
-        let local = vs.spec.export_to.as_ref().is_some_and(|e| e.len() == 1 && e[0] == ".");
+        let local = vs
+            .spec
+            .export_to
+            .as_ref()
+            .is_some_and(|e| e.len() == 1 && e[0] == ".");
         let scope = if local { ns } else { "" };
         for host in vs.spec.hosts.iter().flatten() {
             claims

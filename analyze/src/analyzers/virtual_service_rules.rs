@@ -31,7 +31,11 @@ fn matches_everything(m: &HttpMatchRequest) -> bool {
     };
     let uri_all = match &m.uri {
         None => true,
-        Some(StringMatch { prefix: Some(p), exact: None, regex: None }) => p == "/" && m.ignore_uri_case.is_none(),
+        Some(StringMatch {
+            prefix: Some(p),
+            exact: None,
+            regex: None,
+        }) => p == "/" && m.ignore_uri_case.is_none(),
         Some(_) => false,
     };
     uri_all && bare == HttpMatchRequest::default()
@@ -48,7 +52,12 @@ fn key_of<T: Serialize>(m: &T) -> String {
 
 /// Checks one list of rules, given per rule its name, whether it matches everything, and the
 /// keys of its matches.
-fn check_rules(r: &mut Report, obj: usize, kind: &str, rules: Vec<(Option<&str>, bool, Vec<String>)>) {
+fn check_rules(
+    r: &mut Report,
+    obj: usize,
+    kind: &str,
+    rules: Vec<(Option<&str>, bool, Vec<String>)>,
+) {
     let mut catch_all: Option<String> = None;
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, (name, everything, keys)) in rules.into_iter().enumerate() {
@@ -106,7 +115,11 @@ pub fn unreachable(cx: &Context, r: &mut Report) {
             .map(|rule| {
                 let matches = rule.match_.as_deref().unwrap_or(&[]);
                 let everything = matches.is_empty() || matches.iter().any(matches_everything);
-                (rule.name.as_deref(), everything, matches.iter().map(key_of).collect())
+                (
+                    rule.name.as_deref(),
+                    everything,
+                    matches.iter().map(key_of).collect(),
+                )
             })
             .collect();
         check_rules(r, vs.obj, "http", http);
@@ -117,7 +130,11 @@ pub fn unreachable(cx: &Context, r: &mut Report) {
             .flatten()
             .map(|rule| {
                 let matches = rule.match_.as_deref().unwrap_or(&[]);
-                (None, matches.is_empty(), matches.iter().map(key_of).collect())
+                (
+                    None,
+                    matches.is_empty(),
+                    matches.iter().map(key_of).collect(),
+                )
             })
             .collect();
         check_rules(r, vs.obj, "tcp", tcp);
@@ -142,12 +159,21 @@ pub fn regexes(cx: &Context, r: &mut Report) {
             let mut found: Vec<(String, &str)> = Vec::new();
             for (j, m) in http.match_.iter().flatten().enumerate() {
                 let at = |f: &str| format!("spec.http[{i}].match[{j}].{f}");
-                for (f, sm) in [("uri", &m.uri), ("scheme", &m.scheme), ("method", &m.method), ("authority", &m.authority)] {
+                for (f, sm) in [
+                    ("uri", &m.uri),
+                    ("scheme", &m.scheme),
+                    ("method", &m.method),
+                    ("authority", &m.authority),
+                ] {
                     if let Some(re) = regex_of(sm) {
                         found.push((at(&format!("{f}.regex")), re));
                     }
                 }
-                for (f, map) in [("headers", &m.headers), ("queryParams", &m.query_params), ("withoutHeaders", &m.without_headers)] {
+                for (f, map) in [
+                    ("headers", &m.headers),
+                    ("queryParams", &m.query_params),
+                    ("withoutHeaders", &m.without_headers),
+                ] {
                     for (k, sm) in map.iter().flatten() {
                         if let Some(re) = sm.regex.as_deref() {
                             found.push((at(&format!("{f}[{k:?}].regex")), re));
@@ -162,12 +188,21 @@ pub fn regexes(cx: &Context, r: &mut Report) {
                 .enumerate()
             {
                 if let Some(re) = o.regex.as_deref() {
-                    found.push((format!("spec.http[{i}].corsPolicy.allowOrigins[{j}].regex"), re));
+                    found.push((
+                        format!("spec.http[{i}].corsPolicy.allowOrigins[{j}].regex"),
+                        re,
+                    ));
                 }
             }
             for (field, re) in found {
                 if let Err(e) = regex::Regex::new(re) {
-                    let problem = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+                    let problem = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
                     r.add(
                         &INVALID_REGEXP,
                         vs.obj,
@@ -190,7 +225,12 @@ fn request_authentication_applies(cx: &Context, w: &Workload) -> bool {
         if ns != w.namespace && ns != cx.mesh.root_namespace {
             return false;
         }
-        match ra.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()) {
+        match ra
+            .spec
+            .selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+        {
             None => true,
             Some(sel) => labels::matches(&labels::selector_of(sel), w.labels),
         }
@@ -214,8 +254,15 @@ pub fn jwt_claims(cx: &Context, r: &mut Report) {
         let Some(claim) = claim else { continue };
         for g in vs.spec.gateways.iter().flatten().filter(|g| *g != "mesh") {
             let (gw_ns, gw_name) = g.split_once('/').unwrap_or((ns, g));
-            let Some(gw) = cx.gateway(gw_ns, gw_name) else { continue };
-            let selector = gw.spec.selector.as_ref().map(labels::selector_of).unwrap_or_default();
+            let Some(gw) = cx.gateway(gw_ns, gw_name) else {
+                continue;
+            };
+            let selector = gw
+                .spec
+                .selector
+                .as_ref()
+                .map(labels::selector_of)
+                .unwrap_or_default();
             let unprotected: Vec<String> = cx
                 .select(&selector, None)
                 .into_iter()

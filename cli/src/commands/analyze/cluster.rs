@@ -44,7 +44,10 @@ fn without_secret_values(mut value: Value) -> Value {
     value
 }
 
-async fn list_kind(api: Api<DynamicObject>, resource: &ApiResource) -> Result<Vec<Value>, kube::Error> {
+async fn list_kind(
+    api: Api<DynamicObject>,
+    resource: &ApiResource,
+) -> Result<Vec<Value>, kube::Error> {
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(500);
     loop {
@@ -137,7 +140,9 @@ fn mesh_config(objects: &[Object]) -> Option<String> {
     ["mesh", "istio"].iter().find_map(|name| {
         objects
             .iter()
-            .find(|o| o.kind == "ConfigMap" && o.name == *name && o.value["data"]["mesh"].is_string())
+            .find(|o| {
+                o.kind == "ConfigMap" && o.name == *name && o.value["data"]["mesh"].is_string()
+            })
             .and_then(|o| o.value["data"]["mesh"].as_str().map(str::to_owned))
     })
 }

@@ -64,7 +64,11 @@ pub struct AnalyzeArgs {
     #[arg(long = "analyzer", value_name = "NAME")]
     analyzers: Vec<String>,
     /// Mesh config: a file with the mesh config, or the mesh ConfigMap (its data.mesh).
-    #[arg(long = "meshConfigFile", alias = "mesh-config-file", value_name = "FILE")]
+    #[arg(
+        long = "meshConfigFile",
+        alias = "mesh-config-file",
+        value_name = "FILE"
+    )]
     mesh_config_file: Option<PathBuf>,
     /// How long reading the cluster may take.
     #[arg(long, default_value = "30s", value_parser = kube_client::parse_duration)]
@@ -109,8 +113,17 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
 
 fn list_analyzers() {
     for a in ALL_ANALYZERS {
-        let codes: Vec<String> = a.codes.iter().map(|t| format!("{} {}", t.code, t.name)).collect();
-        println!("{}\n    {}\n    {}", a.name, a.description, codes.join(", "));
+        let codes: Vec<String> = a
+            .codes
+            .iter()
+            .map(|t| format!("{} {}", t.code, t.name))
+            .collect();
+        println!(
+            "{}\n    {}\n    {}",
+            a.name,
+            a.description,
+            codes.join(", ")
+        );
     }
 }
 
@@ -175,7 +188,8 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         .or_else(|| context_namespace.clone())
         .unwrap_or_else(|| "default".to_owned());
 
-    let inputs = mesh_analyze::input::read_inputs(&args.files).map_err(|e| Failure::Other(e.into()))?;
+    let inputs =
+        mesh_analyze::input::read_inputs(&args.files).map_err(|e| Failure::Other(e.into()))?;
     let parsed = parse_inputs(
         inputs,
         &ParseOptions {
@@ -207,12 +221,17 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         .filter(|m| !suppressions.iter().any(|s| s.matches(m)))
         .filter(|m| match &scope {
             None => true,
-            Some(ns) => m.resource.namespace.as_deref() == Some(ns)
-                || (m.resource.kind == "Namespace" && &m.resource.name == ns),
+            Some(ns) => {
+                m.resource.namespace.as_deref() == Some(ns)
+                    || (m.resource.kind == "Namespace" && &m.resource.name == ns)
+            }
         })
         .collect();
     let failing = kept.iter().any(|m| m.level() >= args.failure_threshold);
-    let shown: Vec<&Message> = kept.iter().filter(|m| m.level() >= args.output_threshold).collect();
+    let shown: Vec<&Message> = kept
+        .iter()
+        .filter(|m| m.level() >= args.output_threshold)
+        .collect();
 
     let text = match args.output {
         OutputFormat::Log => format::log(&shown),
@@ -229,6 +248,9 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         };
         eprintln!("✔ No validation issues found when analyzing {what}.");
     }
+    // Freeing a large mesh object by object takes longer than the process exit that frees it
+    // at once.
+    std::mem::forget(objects);
     Ok(if !parsed.errors.is_empty() {
         ExitCode::from(EXIT_PARSE_ERROR)
     } else if failing {

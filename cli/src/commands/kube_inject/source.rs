@@ -228,4 +228,3 @@ fn inject_file(path: &Path) -> anyhow::Result<(String, Option<String>)> {
     }
     Ok((text, None))
 }
-
