@@ -29,15 +29,11 @@ ratios, and meshctl's time and RSS per 1,000 resources (flat means linear growth
 Needs a release build (cargo build --release -p meshctl) and the cluster's binaries
 (e2e/cluster.sh build); the cluster itself need not run.
 """
-import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import arguments, best
 NAMESPACES = 50
 
 
@@ -166,46 +162,16 @@ spec:
     return "\n---\n".join(docs[:resources]) + "\n"
 
 
-def measure(cmd, ok_codes=(0,)):
-    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one run, output
-    discarded. CPU time is what other processes on a shared machine disturb least."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in ok_codes:
-        sys.exit(f"{' '.join(cmd)} exited {code}: {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
-
-
-def best(cmd, ok_codes=(0,), runs=3):
-    results = [measure(cmd, ok_codes) for _ in range(runs)]
-    return min(r[0] for r in results), max(r[1] for r in results), min(r[2] for r in results)
-
-
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="12500,25000,50000,100000")
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/meshctl/target"))
-    parser.add_argument("--meshctl", default=os.path.join(target, "release/meshctl"))
-    parser.add_argument("--kubectl", default=None)
-    args = parser.parse_args()
+    args = arguments("12500,25000,50000,100000")
     kubectl = args.kubectl
-    if kubectl is None:
-        bindir = subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "bindir"],
-                                capture_output=True, text=True).stdout.strip()
-        kubectl = os.path.join(bindir, "kubectl")
-    for tool in (args.meshctl, kubectl):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"{tool} is missing: cargo build --release -p meshctl; e2e/cluster.sh build")
 
     work = tempfile.mkdtemp(prefix="meshctl-bench-analyze-")
     print(f"{'resources':>9} {'meshctl s':>9} {'kubectl s':>9} {'time ratio':>10} "
           f"{'meshctl MiB':>11} {'kubectl MiB':>11} {'RSS ratio':>9} {'meshctl CPU s':>13} {'kubectl CPU s':>13} "
           f"{'CPU ratio':>9} {'meshctl ms/1k':>13} {'meshctl MiB/1k':>14}")
     try:
-        for size in [int(s) for s in args.sizes.split(",")]:
+        for size in args.sizes:
             path = os.path.join(work, f"mesh-{size}.yaml")
             with open(path, "w") as f:
                 f.write(manifest(size))

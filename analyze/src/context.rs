@@ -284,6 +284,12 @@ impl<'a> Context<'a> {
         &self.objects[i]
     }
 
+    /// `namespace/name` of object `i`, as messages name other resources.
+    pub fn name_of(&self, i: usize) -> String {
+        let o = &self.objects[i];
+        format!("{}/{}", o.namespace, o.name)
+    }
+
     pub fn namespace_exists(&self, namespace: &str) -> bool {
         self.namespaces.contains(namespace)
     }

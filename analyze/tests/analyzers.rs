@@ -47,6 +47,14 @@ fn found(yaml: &str, analyzer: &str) -> Vec<String> {
         .collect()
 }
 
+/// The codes of the messages, in order.
+fn codes(yaml: &str, analyzer: &str) -> Vec<&'static str> {
+    run_with(yaml, analyzer, false)
+        .iter()
+        .map(|m| m.kind.code)
+        .collect()
+}
+
 fn assert_clean(yaml: &str, analyzer: &str) {
     let messages = run_with(yaml, analyzer, false);
     assert!(messages.is_empty(), "{analyzer}: {:#?}", messages);
@@ -183,12 +191,6 @@ fn gateways_selector_ports_secrets_and_conflicts() {
     ] {
         assert_clean(&good, a);
     }
-    let codes = |yaml: &str, a: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
     assert_eq!(
         codes(
             &format!("{workload}{}", gw("a", "istio: nothing", 443, "a", "cert")),
@@ -255,12 +257,7 @@ fn virtual_service_gateway_binding_and_hosts() {
         &vs("shop/gw", "www.example.com"),
         "virtualservice.GatewayAnalyzer",
     );
-    let codes = |yaml: &str| -> Vec<&'static str> {
-        run_with(yaml, "virtualservice.GatewayAnalyzer", false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
+    let codes = |yaml: &str| crate::codes(yaml, "virtualservice.GatewayAnalyzer");
     assert_eq!(codes(&vs("other/gw", "www.example.com")), ["IST0101"]);
     assert_eq!(codes(&vs("gw", "www.example.org")), ["IST0132"]);
 }
@@ -302,12 +299,7 @@ fn unreachable_rules_and_repeated_matches() {
         format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web, namespace: shop}}\nspec:\n  hosts: [web]\n  http:\n{http}")
     };
     let a = "virtualservice.UnreachableRulesAnalyzer";
-    let codes = |yaml: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
+    let codes = |yaml: &str| crate::codes(yaml, a);
     assert_clean(&vs("  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: a}}]\n  - route: [{destination: {host: b}}]\n"), a);
     assert_eq!(codes(&vs("  - route: [{destination: {host: b}}]\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: a}}]\n")), ["IST0130"]);
     assert_eq!(codes(&vs("  - match: [{uri: {prefix: /}}]\n    route: [{destination: {host: b}}]\n  - route: [{destination: {host: a}}]\n")), ["IST0130"]);
@@ -339,12 +331,6 @@ fn destination_rule_tls_verification_and_subset_pods() {
         format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: ext, namespace: shop}}\nspec:\n  host: api.example.com\n  trafficPolicy:\n    tls: {tls}\n    portLevelSettings:\n    - port: {{number: 8443}}\n      tls: {tls}\n")
     };
     let a = "destinationrule.CaCertificateAnalyzer";
-    let codes = |yaml: &str, a: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
     assert_eq!(codes(&dr("{mode: SIMPLE}"), a), ["IST0128", "IST0129"]);
     assert_clean(&dr("{mode: SIMPLE, caCertificates: /etc/ca.pem}"), a);
     assert_clean(&dr("{mode: ISTIO_MUTUAL}"), a);
@@ -397,12 +383,6 @@ fn service_ports_and_services_sharing_pods() {
     let a = "service.PortNameAnalyzer";
     let svc = |ports: &str| format!("{NS}{}", service("web", "app: web", ports));
     assert_clean(&svc("[{name: http, port: 80}, {name: grpc-api, port: 90}, {name: x, port: 91, appProtocol: https}, {name: dns, port: 53, protocol: UDP}]"), a);
-    let codes = |yaml: &str, a: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
     assert_eq!(
         codes(
             &svc("[{name: web, port: 80}, {port: 81}, {name: y, port: 82, appProtocol: magic}]"),
@@ -452,12 +432,7 @@ fn service_ports_and_services_sharing_pods() {
 #[test]
 fn injection_labels_pods_and_opt_outs() {
     let a = "injection.Analyzer";
-    let codes = |yaml: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
+    let codes = |yaml: &str| crate::codes(yaml, a);
     assert_clean(NS, a);
     assert_eq!(
         codes("apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n"),
@@ -505,12 +480,7 @@ fn annotations_unknown_misplaced_deprecated_invalid() {
         format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: shop\n  annotations: {{{meta}}}\nspec:\n  template:\n    metadata:\n      annotations: {{{tmpl}}}\n    spec: {{containers: [{{name: a, image: a}}]}}\n")
     };
     assert_clean(&dep("deployment.kubernetes.io/revision: \"1\"", "sidecar.istio.io/inject: \"true\", sidecar.istio.io/proxyCPU: 100m, traffic.sidecar.istio.io/excludeOutboundPorts: \"5432\""), a);
-    let codes = |yaml: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
+    let codes = |yaml: &str| crate::codes(yaml, a);
     assert_eq!(
         codes(&dep("sidecar.istio.io/inject: \"false\"", "")),
         ["IST0107"]
@@ -566,12 +536,6 @@ fn sidecar_selectors() {
         format!("---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: shop}}\nspec: {sel}\n")
     };
     let base = deployment("web", "app: web", "");
-    let codes = |yaml: &str, a: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
     let d = "sidecar.DefaultSelectorAnalyzer";
     assert_clean(
         &format!(
@@ -624,12 +588,7 @@ fn authorization_policy_references() {
         format!("{base}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: ap, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{{sel}}}}}\n  rules:\n  - from:\n    - source: {source}\n")
     };
     assert_clean(&ap("app: web", "{principals: [cluster.local/ns/shop/sa/web, cluster.local/ns/shop/sa/default, \"*\"], namespaces: [shop]}"), a);
-    let codes = |yaml: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
-    };
+    let codes = |yaml: &str| crate::codes(yaml, a);
     assert_eq!(codes(&ap("app: nope", "{namespaces: [shop]}")), ["IST0127"]);
     assert_eq!(codes(&ap("app: web", "{namespaces: [shopp]}")), ["IST0101"]);
     assert_eq!(
@@ -649,12 +608,6 @@ fn authorization_policy_references() {
 fn service_entries() {
     let se = |name: &str, addresses: &str, protocol: &str| {
         format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  hosts: [db.example.com]\n  addresses: [{addresses}]\n  ports: [{{number: 5432, name: db, protocol: {protocol}}}]\n")
-    };
-    let codes = |yaml: &str, a: &str| -> Vec<&'static str> {
-        run_with(yaml, a, false)
-            .iter()
-            .map(|m| m.kind.code)
-            .collect()
     };
     let addr = "serviceentry.ProtocolAddressesAnalyzer";
     assert_clean(&se("a", "10.0.0.1", "TCP"), addr);

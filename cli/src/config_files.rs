@@ -1,10 +1,22 @@
 //! Configuration files users pass to several commands (`--meshConfigFile`): read, parsed with
 //! file:line:column errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _};
 use serde_json::Value;
+
+/// `--meshConfigFile`, for the commands that read the mesh config.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MeshConfigArgs {
+    /// Mesh config: a file with the mesh config, or the mesh ConfigMap (its data.mesh).
+    #[arg(
+        long = "meshConfigFile",
+        alias = "mesh-config-file",
+        value_name = "FILE"
+    )]
+    pub mesh_config_file: Option<PathBuf>,
+}
 
 pub fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))

@@ -1,38 +1,20 @@
 //! `meshctl analyze` as a user runs it, without a cluster: formats, thresholds, suppressions,
 //! exit codes and bad input.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use common::{stderr, stdout};
 
 use serde_json::Value;
 
+/// `meshctl analyze ARGS`, never against a developer's cluster.
 fn meshctl(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .arg("analyze")
-        .args(args)
-        // Never a developer's cluster.
-        .env("KUBECONFIG", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("meshctl starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("meshctl runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let mut full = vec!["analyze"];
+    full.extend_from_slice(args);
+    common::offline(&full, stdin)
 }
 
 fn code(o: &Output) -> i32 {

@@ -137,10 +137,7 @@ pub fn conflicts(cx: &Context, r: &mut Report) {
             let gw = &cx.gateways[g];
             let names: Vec<String> = others
                 .iter()
-                .map(|&o| {
-                    let ob = cx.object(cx.gateways[o].obj);
-                    format!("{}/{}", ob.namespace, ob.name)
-                })
+                .map(|&o| cx.name_of(cx.gateways[o].obj))
                 .collect();
             let server = &gw.spec.servers.as_deref().unwrap_or_default()[s];
             r.add(

@@ -70,10 +70,7 @@ pub fn conflicting_protocols(cx: &Context, r: &mut Report) {
             .map(|(p, es)| {
                 let names: Vec<String> = es
                     .iter()
-                    .map(|&e| {
-                        let o = cx.object(cx.service_entries[e].obj);
-                        format!("{}/{}", o.namespace, o.name)
-                    })
+                    .map(|&e| cx.name_of(cx.service_entries[e].obj))
                     .collect();
                 format!("{p} ({})", names.join(", "))
             })

@@ -284,10 +284,7 @@ pub fn conflicting_mesh_hosts(cx: &Context, r: &mut Report) {
         for group in groups {
             let names: Vec<String> = group
                 .iter()
-                .map(|&g| {
-                    let o = cx.object(cx.virtual_services[g].obj);
-                    format!("{}/{}", o.namespace, o.name)
-                })
+                .map(|&g| cx.name_of(cx.virtual_services[g].obj))
                 .collect();
             for &g in &group {
                 r.add(

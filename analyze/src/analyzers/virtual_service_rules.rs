@@ -52,12 +52,7 @@ fn key_of<T: Serialize>(m: &T) -> String {
 
 /// Checks one list of rules, given per rule its name, whether it matches everything, and the
 /// keys of its matches.
-fn check_rules(
-    r: &mut Report,
-    obj: usize,
-    kind: &str,
-    rules: Vec<(Option<&str>, bool, Vec<String>)>,
-) {
+fn check_rules(r: &mut Report, obj: usize, kind: &str, rules: Vec<RuleSummary>) {
     let mut catch_all: Option<String> = None;
     let mut seen: HashMap<String, String> = HashMap::new();
     for (i, (name, everything, keys)) in rules.into_iter().enumerate() {
@@ -105,47 +100,41 @@ fn check_rules(
     }
 }
 
+/// What [`check_rules`] needs of a rule: its name, whether it matches everything, and the
+/// keys of its matches.
+type RuleSummary<'r> = (Option<&'r str>, bool, Vec<String>);
+
+fn summary<'r, M: Serialize>(
+    name: Option<&'r str>,
+    matches: &[M],
+    everything: bool,
+) -> RuleSummary<'r> {
+    (name, everything, matches.iter().map(key_of).collect())
+}
+
 pub fn unreachable(cx: &Context, r: &mut Report) {
     for vs in &cx.virtual_services {
-        let http = vs
-            .spec
-            .http
-            .iter()
-            .flatten()
-            .map(|rule| {
-                let matches = rule.match_.as_deref().unwrap_or(&[]);
-                let everything = matches.is_empty() || matches.iter().any(matches_everything);
-                (
-                    rule.name.as_deref(),
-                    everything,
-                    matches.iter().map(key_of).collect(),
-                )
-            })
-            .collect();
-        check_rules(r, vs.obj, "http", http);
-        let tcp = vs
-            .spec
-            .tcp
-            .iter()
-            .flatten()
-            .map(|rule| {
-                let matches = rule.match_.as_deref().unwrap_or(&[]);
-                (
-                    None,
-                    matches.is_empty(),
-                    matches.iter().map(key_of).collect(),
-                )
-            })
-            .collect();
-        check_rules(r, vs.obj, "tcp", tcp);
+        let http = vs.spec.http.iter().flatten().map(|rule| {
+            let m = rule.match_.as_deref().unwrap_or(&[]);
+            summary(
+                rule.name.as_deref(),
+                m,
+                m.is_empty() || m.iter().any(matches_everything),
+            )
+        });
+        check_rules(r, vs.obj, "http", http.collect());
+        let tcp = vs.spec.tcp.iter().flatten().map(|rule| {
+            let m = rule.match_.as_deref().unwrap_or(&[]);
+            summary(None, m, m.is_empty())
+        });
+        check_rules(r, vs.obj, "tcp", tcp.collect());
         let tls = vs
             .spec
             .tls
             .iter()
             .flatten()
-            .map(|rule| (None, false, rule.match_.iter().map(key_of).collect()))
-            .collect();
-        check_rules(r, vs.obj, "tls", tls);
+            .map(|rule| summary(None, &rule.match_, false));
+        check_rules(r, vs.obj, "tls", tls.collect());
     }
 }
 
@@ -267,10 +256,7 @@ pub fn jwt_claims(cx: &Context, r: &mut Report) {
                 .select(&selector, None)
                 .into_iter()
                 .filter(|w| !request_authentication_applies(cx, w))
-                .map(|w| {
-                    let o = cx.object(w.obj);
-                    format!("{}/{}", o.namespace, o.name)
-                })
+                .map(|w| cx.name_of(w.obj))
                 .collect();
             if !unprotected.is_empty() {
                 r.add(

@@ -13,6 +13,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use mesh_analyze::parse::{parse_inputs, ParseOptions};
 use mesh_analyze::{Level, MeshSettings, Message, Options, Suppression, ALL_ANALYZERS};
 
+use crate::config_files::MeshConfigArgs;
 use crate::kube_client::{self, ClusterArgs};
 
 /// Exit codes, as istioctl analyze's.
@@ -63,13 +64,8 @@ pub struct AnalyzeArgs {
     /// Run only this analyzer (see -L). Repeatable.
     #[arg(long = "analyzer", value_name = "NAME")]
     analyzers: Vec<String>,
-    /// Mesh config: a file with the mesh config, or the mesh ConfigMap (its data.mesh).
-    #[arg(
-        long = "meshConfigFile",
-        alias = "mesh-config-file",
-        value_name = "FILE"
-    )]
-    mesh_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    mesh_config: MeshConfigArgs,
     /// How long reading the cluster may take.
     #[arg(long, default_value = "30s", value_parser = kube_client::parse_duration)]
     timeout: Duration,
@@ -155,7 +151,7 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
             return Err(Failure::Usage(format!("{} does not exist", file.display())));
         }
     }
-    let mut mesh_text = match &args.mesh_config_file {
+    let mut mesh_text = match &args.mesh_config.mesh_config_file {
         Some(path) => Some(crate::config_files::mesh_file(path)?),
         None => None,
     };
