@@ -6,6 +6,11 @@
 //! ([`Context`]) and runs every selected analyzer over the index, each in time linear in the
 //! resources it checks. Nothing here does I/O but [`input::read_inputs`].
 //!
+//! The same analysis serves meshd's validation webhook: it builds [`Object`]s from its watch
+//! cache with [`Origin::Cluster`] ([`Object::new`] reads and checks Istio specs as it builds
+//! them), lays the object under review over them with [`overlay`], runs [`analyze`] with
+//! `from_cluster: true`, and keeps the messages about that object.
+//!
 //! Message types ([`codes`]) reuse Istio's code and name where `istioctl analyze` detects the
 //! same condition, so that users' `--suppress` lists carry over; meshctl's own are `MSH0xxx`.
 

@@ -51,9 +51,10 @@ pub fn parse_inputs(inputs: Vec<Input>, options: &ParseOptions) -> Parsed {
                     .chunks(chunk)
                     .map(|part| scope.spawn(|| parse_documents(&file, &text, part, options)))
                     .collect();
+                // A panic in a parser thread is a bug: let it surface, never lose documents.
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_default())
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                     .collect()
             })
         };
