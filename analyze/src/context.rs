@@ -219,7 +219,7 @@ impl<'a> Context<'a> {
             Some(IstioSpec::RequestAuthentication(spec)) => {
                 self.request_authentications.push(Typed { obj, spec })
             }
-            None => {}
+            Some(IstioSpec::WorkloadEntry(_)) | None => {}
         }
     }
 

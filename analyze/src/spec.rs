@@ -6,6 +6,7 @@
 use mesh_crds::istio::{
     AuthorizationPolicySpec, DestinationRuleSpec, GatewaySpec, PeerAuthenticationSpec,
     RequestAuthenticationSpec, ServiceEntrySpec, SidecarSpec, VirtualServiceSpec,
+    WorkloadEntrySpec,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub enum IstioSpec {
     PeerAuthentication(Box<PeerAuthenticationSpec>),
     AuthorizationPolicy(Box<AuthorizationPolicySpec>),
     RequestAuthentication(Box<RequestAuthenticationSpec>),
+    /// Validated like the others; no analyzer reads it yet.
+    WorkloadEntry(Box<WorkloadEntrySpec>),
 }
 
 /// What is wrong with a spec: a schema violation, or (when the schema found nothing) why it
@@ -85,6 +88,7 @@ pub fn read(
         "PeerAuthentication" => boxed(spec, IstioSpec::PeerAuthentication),
         "AuthorizationPolicy" => boxed(spec, IstioSpec::AuthorizationPolicy),
         "RequestAuthentication" => boxed(spec, IstioSpec::RequestAuthentication),
+        "WorkloadEntry" => boxed(spec, IstioSpec::WorkloadEntry),
         _ => return None,
     };
     let mut problems: Vec<SpecProblem> = schema::validate(kind, spec)

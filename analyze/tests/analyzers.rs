@@ -528,6 +528,9 @@ fn schema_validation_against_the_crds() {
     let m = &run_with(bad_enum, a, false)[0];
     assert!(m.text.contains("\"STRICTEST\" is not one of"), "{}", m.text);
     assert_eq!(m.origin.as_ref().unwrap().line, 6);
+    // WorkloadEntries are validated too, though no other analyzer reads them.
+    let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: shop}\nspec:\n  address: 10.0.0.1\n  weigth: 3\n";
+    assert_eq!(found(we, a), ["IST0106 WorkloadEntry shop/vm:6"]);
 }
 
 #[test]

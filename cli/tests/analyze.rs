@@ -399,4 +399,9 @@ fn without_a_reachable_cluster_the_error_says_what_to_do() {
     let out = meshctl(&[&fixture("shop.yaml")], "");
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("kubeconfig"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pass --use-kube=false"),
+        "{}",
+        stderr(&out)
+    );
 }

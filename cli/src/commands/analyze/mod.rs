@@ -160,7 +160,9 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
     let mut cluster_objects = Vec::new();
     let mut context_namespace = None;
     if args.use_kube {
-        let read = cluster::read(&args.cluster, args.timeout)?;
+        let read = cluster::read(&args.cluster, args.timeout).map_err(|e| {
+            e.context("reading the cluster (to analyse the files alone, pass --use-kube=false)")
+        })?;
         for warning in &read.warnings {
             eprintln!("warning: {warning}");
         }
