@@ -78,6 +78,8 @@ pub struct Context<'a> {
     /// object is really absent. Without the cluster, a reference into a kind the files hold
     /// none of is not checked: the files are most likely only part of the configuration.
     pub from_cluster: bool,
+    /// Kinds the cluster did not let us list in full (forbidden): checked like files' kinds.
+    incomplete: &'a [String],
     kinds_present: HashSet<&'a str>,
     pub by_kind: HashMap<&'a str, Vec<usize>>,
     /// Namespace objects by name.
@@ -108,11 +110,17 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn build(objects: &'a [Object], mesh: &'a MeshSettings, from_cluster: bool) -> Context<'a> {
+    pub fn build(
+        objects: &'a [Object],
+        mesh: &'a MeshSettings,
+        from_cluster: bool,
+        incomplete: &'a [String],
+    ) -> Context<'a> {
         let mut cx = Context {
             objects,
             mesh,
             from_cluster,
+            incomplete,
             kinds_present: HashSet::new(),
             by_kind: HashMap::new(),
             namespace_objects: HashMap::new(),
@@ -272,12 +280,17 @@ impl<'a> Context<'a> {
     /// Whether references into `kind` can be checked: the cluster was read, or the input holds
     /// objects of that kind (see [`Context::from_cluster`]).
     pub fn knows(&self, kind: &str) -> bool {
-        self.from_cluster || self.kinds_present.contains(kind)
+        (self.from_cluster && !self.incomplete.iter().any(|k| k == kind))
+            || self.kinds_present.contains(kind)
     }
 
     /// Whether workloads can be checked: the cluster was read or the input has some.
     pub fn knows_workloads(&self) -> bool {
-        self.from_cluster || !self.workloads.is_empty()
+        let complete = crate::object::KNOWN_KINDS
+            .iter()
+            .filter(|(_, k)| crate::workloads::template_path(k).is_some())
+            .all(|(_, k)| !self.incomplete.iter().any(|i| i == k));
+        (self.from_cluster && complete) || !self.workloads.is_empty()
     }
 
     pub fn object(&self, i: usize) -> &'a Object {

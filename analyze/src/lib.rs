@@ -48,13 +48,21 @@ pub struct Options {
     pub mesh: MeshSettings,
     /// The objects are the cluster's (files overlaid on them, perhaps): absent means absent.
     pub from_cluster: bool,
+    /// Kinds the cluster could not be read of in full (e.g. listing them was forbidden):
+    /// references into them are checked only against the objects at hand.
+    pub incomplete_kinds: Vec<String>,
     /// Run only the analyzers with these names (all when empty).
     pub analyzers: Vec<String>,
 }
 
 /// Every message the selected analyzers find, in the order of the resources.
 pub fn analyze(objects: &[Object], options: &Options) -> Vec<Message> {
-    let cx = Context::build(objects, &options.mesh, options.from_cluster);
+    let cx = Context::build(
+        objects,
+        &options.mesh,
+        options.from_cluster,
+        &options.incomplete_kinds,
+    );
     let mut report = report::Report::new(objects);
     for analyzer in ALL_ANALYZERS {
         if options.analyzers.is_empty() || options.analyzers.iter().any(|n| n == analyzer.name) {

@@ -228,3 +228,99 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[test]
+fn a_user_who_may_read_one_namespace_gets_it_analysed_without_false_alarms() {
+    let cluster = Cluster::from_env();
+    let out = cluster.kubectl(&[
+        "apply",
+        "-f",
+        repo_root().join("crds/generated").to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "CRDs: {}", stderr(&out));
+    let ns = format!("analyze-e2e-{}-rbac", std::process::id());
+    let _cleanup = Namespaces {
+        cluster: &cluster,
+        names: vec![ns.clone()],
+    };
+    apply(&cluster, &shop(&ns));
+    // A policy naming a namespace that exists but that this user cannot see.
+    apply(
+        &cluster,
+        &format!(
+            r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: from-system, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  rules: [{{from: [{{source: {{namespaces: [kube-system]}}}}]}}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: reader, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: reader, namespace: {ns}}}
+rules:
+- apiGroups: ["", apps, batch, networking.istio.io, security.istio.io]
+  resources: ["*"]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: reader, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
+subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
+"#
+        ),
+    );
+    let token = wait_for("a token for the reader", Duration::from_secs(30), || {
+        let out = cluster.kubectl(&["create", "token", "reader", "-n", &ns]);
+        out.status.success().then(|| stdout(&out).trim().to_owned())
+    });
+    let view: Value = serde_json::from_str(
+        &cluster.kubectl_ok(&["config", "view", "--raw", "--minify", "-o", "json"]),
+    )
+    .expect("kubeconfig");
+    let server = view["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .expect("server");
+    let ca = view["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .expect("CA");
+    let dir = tempfile_dir();
+    let kubeconfig = dir.join("reader");
+    std::fs::write(&kubeconfig, format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", certificate-authority-data: {ca}}}}}]\nusers: [{{name: reader, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: reader, context: {{cluster: c, user: reader, namespace: {ns}}}}}]\ncurrent-context: reader\n")).expect("write");
+
+    let out = std::process::Command::new(mesh_e2e::meshctl_bin())
+        .args([
+            "analyze",
+            "-o",
+            "json",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("meshctl runs");
+    let err = stderr(&out);
+    let messages: Vec<Value> = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {} {err}", stdout(&out)));
+    assert_eq!(out.status.code(), Some(79), "{err} {messages:#?}");
+    // The context's namespace was read and analysed ...
+    assert!(
+        has(&messages, "IST0101", "VirtualService", "web"),
+        "{messages:#?}"
+    );
+    assert!(err.contains("cannot list namespaces"), "{err}");
+    assert!(
+        err.contains(&format!("read those of namespace {ns} only")),
+        "{err}"
+    );
+    // ... and what could not be seen is not reported missing.
+    assert!(
+        !has(&messages, "IST0101", "AuthorizationPolicy", "from-system"),
+        "{messages:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

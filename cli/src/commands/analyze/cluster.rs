@@ -20,8 +20,10 @@ pub struct ClusterObjects {
     pub default_namespace: String,
     /// The installed mesh's config (the `mesh` key of its ConfigMap), when there is one.
     pub mesh_config: Option<String>,
-    /// Kinds that could not be read, and why (their references are then not checked).
+    /// Kinds that could not be read in full, and why.
     pub warnings: Vec<String>,
+    /// Those kinds: references into them are checked only against what was read.
+    pub incomplete_kinds: Vec<String>,
 }
 
 fn plural(kind: &str) -> String {
@@ -71,12 +73,19 @@ async fn list_kind(
     }
 }
 
-pub fn read(args: &ClusterArgs, timeout: Duration) -> anyhow::Result<ClusterObjects> {
+/// Lists every known kind in every namespace. Where listing across namespaces is forbidden,
+/// `namespace` (the one reported on) is listed instead, and the kind counts as incomplete.
+pub fn read(
+    args: &ClusterArgs,
+    namespace: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<ClusterObjects> {
     let runtime = kube_client::runtime()?;
     runtime.block_on(async {
         let work = async {
             let conn = kube_client::connect(args).await?;
             let default_namespace = conn.client.default_namespace().to_owned();
+            let scope = namespace.unwrap_or(&default_namespace).to_owned();
             let resources: Vec<ApiResource> = KNOWN_KINDS
                 .iter()
                 .map(|(group, kind)| {
@@ -88,13 +97,33 @@ pub fn read(args: &ClusterArgs, timeout: Duration) -> anyhow::Result<ClusterObje
                 })
                 .collect();
             let lists = join_all(resources.iter().map(|r| {
-                let api: Api<DynamicObject> = Api::all_with(conn.client.clone(), r);
-                async move { (r, list_kind(api, r).await) }
+                let client = conn.client.clone();
+                let scope = scope.clone();
+                async move {
+                    let all = list_kind(Api::all_with(client.clone(), r), r).await;
+                    match all {
+                        Err(kube::Error::Api(e)) if e.code == 403 && r.kind != "Namespace" => {
+                            let one = list_kind(Api::namespaced_with(client, &scope, r), r).await;
+                            (r, one, true)
+                        }
+                        other => (r, other, false),
+                    }
+                }
             }))
             .await;
             let mut objects = Vec::new();
             let mut warnings = Vec::new();
-            for (resource, result) in lists {
+            let mut incomplete_kinds = Vec::new();
+            for (resource, result, partial) in lists {
+                if partial {
+                    incomplete_kinds.push(resource.kind.clone());
+                    if result.is_ok() {
+                        warnings.push(format!(
+                            "cannot list {} ({}) in every namespace: forbidden; read those of namespace {scope} only, so references to others are not checked",
+                            resource.plural, resource.api_version
+                        ));
+                    }
+                }
                 match result {
                     Ok(values) => objects.extend(
                         values
@@ -103,10 +132,15 @@ pub fn read(args: &ClusterArgs, timeout: Duration) -> anyhow::Result<ClusterObje
                     ),
                     // The kind is not served (e.g. Istio's CRDs are not installed): none exist.
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(kube::Error::Api(e)) if e.code == 403 => warnings.push(format!(
-                        "cannot list {} ({}): forbidden; references to them are not checked",
-                        resource.plural, resource.api_version
-                    )),
+                    Err(kube::Error::Api(e)) if e.code == 403 => {
+                        if !incomplete_kinds.contains(&resource.kind) {
+                            incomplete_kinds.push(resource.kind.clone());
+                        }
+                        warnings.push(format!(
+                            "cannot list {} ({}): forbidden; references to them are not checked",
+                            resource.plural, resource.api_version
+                        ))
+                    }
                     Err(e) => {
                         return Err(anyhow!(
                             "cannot list {} ({}): {}",
@@ -123,6 +157,7 @@ pub fn read(args: &ClusterArgs, timeout: Duration) -> anyhow::Result<ClusterObje
                 default_namespace,
                 mesh_config,
                 warnings,
+                incomplete_kinds,
             })
         };
         tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {

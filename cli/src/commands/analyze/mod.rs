@@ -159,8 +159,14 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
     // The cluster first: its default namespace is the file objects' default too.
     let mut cluster_objects = Vec::new();
     let mut context_namespace = None;
+    let mut incomplete_kinds = Vec::new();
     if args.use_kube {
-        let read = cluster::read(&args.cluster, args.timeout).map_err(|e| {
+        let scope = if args.all_namespaces {
+            None
+        } else {
+            args.namespace.as_deref()
+        };
+        let read = cluster::read(&args.cluster, scope, args.timeout).map_err(|e| {
             e.context("reading the cluster (to analyse the files alone, pass --use-kube=false)")
         })?;
         for warning in &read.warnings {
@@ -168,6 +174,7 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         }
         context_namespace = Some(read.default_namespace);
         cluster_objects = read.objects;
+        incomplete_kinds = read.incomplete_kinds;
         if mesh_text.is_none() {
             mesh_text = read.mesh_config;
         }
@@ -204,6 +211,7 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         &Options {
             mesh,
             from_cluster: args.use_kube,
+            incomplete_kinds,
             analyzers: args.analyzers.clone(),
         },
     );
