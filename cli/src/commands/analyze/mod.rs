@@ -246,7 +246,13 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode, Failure> {
         OutputFormat::Sarif => format::sarif(&shown),
     };
     print!("{text}");
-    if args.output == OutputFormat::Log && shown.is_empty() && parsed.errors.is_empty() {
+    if args.output == OutputFormat::Log && shown.len() < kept.len() && shown.is_empty() {
+        eprintln!(
+            "{} message(s) below --output-threshold {} not shown.",
+            kept.len() - shown.len(),
+            args.output_threshold
+        );
+    } else if args.output == OutputFormat::Log && kept.is_empty() && parsed.errors.is_empty() {
         let what = match &scope {
             Some(ns) => format!("namespace: {ns}"),
             None if args.use_kube => "all namespaces".to_owned(),
