@@ -197,6 +197,25 @@ fn thresholds_decide_what_fails_and_what_is_shown() {
         .map(|m| m["code"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(codes, ["IST0101"]);
+    // When everything is hidden, stderr says so rather than "no issues".
+    let out = meshctl(
+        &[
+            "--use-kube=false",
+            "--output-threshold",
+            "Error",
+            "-S",
+            "IST0101",
+            &file,
+        ],
+        "",
+    );
+    assert_eq!(code(&out), 0);
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains("2 message(s) below --output-threshold Error not shown"),
+        "{}",
+        stderr(&out)
+    );
     let out = meshctl(
         &["--use-kube=false", "--failure-threshold", "Fatal", &file],
         "",
