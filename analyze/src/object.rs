@@ -182,6 +182,18 @@ impl Object {
         &self.value["spec"]
     }
 
+    /// Whether the object is part of the mesh itself (control plane, gateways): rendered by the
+    /// operator (`install.meshctl.dev/component`) or labelled as Istio labels its own. Checks
+    /// meant for applications (port names, UID 1337) skip them, as istioctl's do.
+    pub fn is_mesh_component(&self) -> bool {
+        self.label("install.meshctl.dev/component").is_some()
+            || matches!(
+                self.label("istio"),
+                Some("pilot" | "ingressgateway" | "egressgateway")
+            )
+            || self.label("app") == Some("meshd")
+    }
+
     /// Whether the object is one of the kinds the analyzers read.
     pub fn is_known(&self) -> bool {
         KNOWN_KINDS

@@ -514,6 +514,12 @@ fn application_uid_1337() {
     };
     assert_clean(&dep("1000"), a);
     assert_eq!(found(&dep("1337"), a), ["IST0144 Deployment shop/web:10"]);
+    // The mesh's own components run as 1337 by design.
+    let meshd = dep("1337").replace(
+        "{name: web, namespace: shop}",
+        "{name: meshd, namespace: mesh-system, labels: {install.meshctl.dev/component: control-plane}}",
+    );
+    assert_clean(&meshd, a);
 }
 
 #[test]

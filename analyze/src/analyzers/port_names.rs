@@ -35,12 +35,7 @@ pub fn declared_protocol<'p>(port: &ServicePort<'p>) -> Option<&'p str> {
 
 fn is_control_plane(cx: &Context, obj: usize) -> bool {
     let o = cx.object(obj);
-    o.namespace == cx.mesh.root_namespace
-        || matches!(
-            o.label("istio"),
-            Some("pilot" | "ingressgateway" | "egressgateway")
-        )
-        || o.label("app") == Some("meshd")
+    o.namespace == cx.mesh.root_namespace || o.is_mesh_component()
 }
 
 pub fn run(cx: &Context, r: &mut Report) {
