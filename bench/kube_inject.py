@@ -16,15 +16,11 @@ Needs the local cluster up (e2e/cluster.sh up) and a release build of meshctl.
 
   bench/kube_inject.py [--sizes 2500,5000,10000,20000] [--meshctl PATH] [--kubectl PATH]
 """
-import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import arguments, best
 
 
 def manifest(documents):
@@ -70,37 +66,9 @@ metadata: {{name: {name}, namespace: team-{i % 50}}}""")
     return "\n---\n".join(parts) + "\n"
 
 
-def measure(cmd, cwd=None):
-    """Wall seconds and peak RSS (KiB) of one run, output discarded."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
-    return wall, usage.ru_maxrss
-
-
-def best(cmd, cwd=None, runs=3):
-    results = [measure(cmd, cwd) for _ in range(runs)]
-    return min(r[0] for r in results), max(r[1] for r in results)
-
-
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="2500,5000,10000,20000")
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/meshctl/target"))
-    parser.add_argument("--meshctl", default=os.path.join(target, "release/meshctl"))
-    parser.add_argument("--kubectl", default=None)
-    args = parser.parse_args()
+    args = arguments("2500,5000,10000,20000")
     kubectl = args.kubectl
-    if kubectl is None:
-        bindir = subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "bindir"],
-                                capture_output=True, text=True).stdout.strip()
-        kubectl = os.path.join(bindir, "kubectl")
-    for tool in (args.meshctl, kubectl):
-        if not os.access(tool, os.X_OK):
-            sys.exit(f"{tool} is missing: cargo build --release -p meshctl; e2e/cluster.sh build")
 
     work = tempfile.mkdtemp(prefix="meshctl-bench-")
     env_cmd = ["env", "KUBECONFIG=/nonexistent"]
@@ -110,7 +78,7 @@ def main():
     print(f"{'docs':>6} {'meshctl s':>10} {'kubectl s':>10} {'time ratio':>10} "
           f"{'meshctl MiB':>12} {'kubectl MiB':>11} {'RSS ratio':>9} {'meshctl KiB per +1k docs':>22}")
     try:
-        for size in [int(s) for s in args.sizes.split(",")]:
+        for size in args.sizes:
             path = os.path.join(work, f"mesh-{size}.yaml")
             with open(path, "w") as f:
                 f.write(manifest(size))

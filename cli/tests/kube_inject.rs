@@ -2,35 +2,16 @@
 //! upgrades, the input forms, and bad input. `UPDATE_GOLDEN=1 cargo test -p meshctl --test
 //! kube_inject` rewrites the golden files after an intended change; review their diff.
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
+use common::{stderr, stdout};
+
+/// Offline: the embedded default profile, never a developer's cluster.
 fn meshctl(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .args(args)
-        // Offline: the embedded default profile, never a developer's cluster.
-        .env("KUBECONFIG", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("meshctl starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("meshctl runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    common::offline(args, stdin)
 }
 
 fn dir() -> PathBuf {

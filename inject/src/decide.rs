@@ -13,7 +13,7 @@ pub enum Decision {
 }
 
 /// `sidecar.istio.io/inject` as Istio reads it: `true`/`y`/`yes`/`on` and their opposites.
-fn switch(value: &str) -> Option<bool> {
+pub fn switch(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "y" | "yes" | "on" => Some(true),
         "false" | "n" | "no" | "off" => Some(false),
@@ -21,8 +21,9 @@ fn switch(value: &str) -> Option<bool> {
     }
 }
 
-/// The pod's own say, the label winning over the annotation.
-fn explicit(meta: &Value) -> Option<(bool, &'static str)> {
+/// The pod's own say, the label winning over the annotation (`meta` = the pod's metadata), and
+/// which of the two said it. The analyzers read it too, to respect a pod's opt-out.
+pub fn explicit(meta: &Value) -> Option<(bool, &'static str)> {
     let label = meta["labels"][LABEL_INJECT].as_str().and_then(switch);
     if let Some(v) = label {
         return Some((v, "label"));

@@ -1,3 +1,4 @@
+pub mod analyze;
 pub mod dashboard;
 pub mod install;
 pub mod kube_inject;

@@ -2,113 +2,10 @@
 //! change are copied as they were written (comments and formatting kept); injected ones are
 //! re-serialized with their fields in their original order.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::anyhow;
+use mesh_analyze::input::{split, Input};
 use mesh_inject::workload::resource_name;
 use mesh_inject::{inject_object, InjectConfig, Outcome};
 use serde_json::Value;
-
-/// One input: its name for messages and its text.
-pub struct Input {
-    pub origin: String,
-    pub text: String,
-}
-
-/// Reads `-` (stdin), a file, or every `.yaml`/`.yml`/`.json` file under a directory, in path
-/// order.
-pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
-    let mut inputs = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| anyhow!("cannot read standard input: {e}"))?;
-            inputs.push(Input {
-                origin: "<stdin>".to_owned(),
-                text,
-            });
-        } else if path.is_dir() {
-            let mut files = Vec::new();
-            collect(path, &mut files)?;
-            files.sort();
-            for file in files {
-                inputs.push(read_file(&file)?);
-            }
-        } else {
-            inputs.push(read_file(path)?);
-        }
-    }
-    Ok(inputs)
-}
-
-fn read_file(path: &Path) -> anyhow::Result<Input> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
-    Ok(Input {
-        origin: path.display().to_string(),
-        text,
-    })
-}
-
-fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| anyhow!("cannot read directory {}: {e}", dir.display()))?;
-    for entry in entries {
-        let path = entry
-            .map_err(|e| anyhow!("cannot read directory {}: {e}", dir.display()))?
-            .path();
-        if path.is_dir() {
-            collect(&path, files)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// A document's text and the line it starts on (1-based) in its input.
-pub struct Document<'a> {
-    pub text: &'a str,
-    pub first_line: usize,
-}
-
-/// Splits at `---` lines. A line starting with `---` at column 0 always ends a document: block
-/// scalars are indented, so none can contain one.
-pub fn split(text: &str) -> Vec<Document<'_>> {
-    let mut docs = Vec::new();
-    let mut start = 0;
-    let mut first_line = 1;
-    let mut offset = 0;
-    for (line_no, line) in (1..).zip(text.split_inclusive('\n')) {
-        let content = line.trim_end_matches(['\n', '\r']);
-        if content == "---" || content.starts_with("--- ") || content.starts_with("---\t") {
-            docs.push(Document {
-                text: &text[start..offset],
-                first_line,
-            });
-            // `--- {inline: doc}` keeps its content on the separator line.
-            let rest = content[3..].trim_start();
-            if rest.is_empty() || rest.starts_with('#') {
-                start = offset + line.len();
-                first_line = line_no + 1;
-            } else {
-                start = offset + 3;
-                first_line = line_no;
-            }
-        }
-        offset += line.len();
-    }
-    docs.push(Document {
-        text: &text[start..],
-        first_line,
-    });
-    docs
-}
 
 /// What happened, for the summary and the exit code.
 #[derive(Default, Debug)]
@@ -222,28 +119,5 @@ fn inject_one(
             Ok(0)
         }
         Err(e) => Err(format!("{origin}:{line}: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_keeps_text_and_line_numbers() {
-        let text = "# head\na: 1\n---\nb: 2\n--- # comment\n\nc: |\n  --- not a separator\n---\n";
-        let docs = split(text);
-        let texts: Vec<&str> = docs.iter().map(|d| d.text).collect();
-        assert_eq!(
-            texts,
-            [
-                "# head\na: 1\n",
-                "b: 2\n",
-                "\nc: |\n  --- not a separator\n",
-                ""
-            ]
-        );
-        let lines: Vec<usize> = docs.iter().map(|d| d.first_line).collect();
-        assert_eq!(lines, [1, 4, 6, 10]);
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::Args;
 
+use crate::config_files::MeshConfigArgs;
 use crate::kube_client::ClusterArgs;
 
 #[derive(Args, Debug)]
@@ -35,13 +36,8 @@ pub struct KubeInjectArgs {
     /// Use the installed mesh's settings from the cluster, and fail when there are none.
     #[arg(long, conflicts_with = "profile")]
     from_cluster: bool,
-    /// Mesh config: a file with the mesh config, or the mesh ConfigMap (its data.mesh).
-    #[arg(
-        long = "meshConfigFile",
-        alias = "mesh-config-file",
-        value_name = "FILE"
-    )]
-    mesh_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    mesh_config: MeshConfigArgs,
     /// Sidecar settings: the injector ConfigMap (data.values and data.config), or its values.
     #[arg(
         long = "injectConfigFile",
@@ -59,10 +55,10 @@ pub fn run(args: KubeInjectArgs) -> anyhow::Result<()> {
         revision: args.revision.as_deref(),
         from_cluster: args.from_cluster,
         inject_config_file: args.inject_config_file.as_deref(),
-        mesh_config_file: args.mesh_config_file.as_deref(),
+        mesh_config_file: args.mesh_config.mesh_config_file.as_deref(),
         cluster: &args.cluster,
     })?;
-    let inputs = documents::read_inputs(&args.filename)?;
+    let inputs = mesh_analyze::input::read_inputs(&args.filename)?;
     let mut out = String::with_capacity(inputs.iter().map(|i| i.text.len() * 2).sum());
     let mut report = documents::Report::default();
     for input in &inputs {

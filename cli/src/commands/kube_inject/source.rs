@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use mesh_crds::MeshInstall;
@@ -13,6 +13,7 @@ use mesh_inject::InjectConfig;
 use mesh_operator::{render, InstallInput, Manifest};
 use serde_json::Value;
 
+use crate::config_files::{parse_yaml, read};
 use crate::kube_client::{self, ClusterArgs};
 
 /// The ConfigMaps' text: the injector's `values` and `config`, and the mesh config.
@@ -48,7 +49,7 @@ pub fn load(choice: &Choice) -> anyhow::Result<InjectConfig> {
         texts.origin = path.display().to_string();
     }
     if let Some(path) = choice.mesh_config_file {
-        texts.mesh = mesh_file(path)?;
+        texts.mesh = crate::config_files::mesh_file(path)?;
     }
     InjectConfig::from_sources(
         &Source {
@@ -212,20 +213,6 @@ fn from_cluster(choice: &Choice) -> anyhow::Result<Texts> {
     })
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn parse_yaml(path: &Path, text: &str) -> anyhow::Result<Value> {
-    serde_yaml_ng::from_str(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        anyhow!("{}{at}: {e}", path.display())
-    })
-}
-
 /// An injector ConfigMap (its `values` and `config`), or the values themselves.
 fn inject_file(path: &Path) -> anyhow::Result<(String, Option<String>)> {
     let text = read(path)?;
@@ -240,17 +227,4 @@ fn inject_file(path: &Path) -> anyhow::Result<(String, Option<String>)> {
         ));
     }
     Ok((text, None))
-}
-
-/// A mesh ConfigMap (its `mesh`), or the mesh config itself.
-fn mesh_file(path: &Path) -> anyhow::Result<String> {
-    let text = read(path)?;
-    let doc = parse_yaml(path, &text)?;
-    if doc["kind"] == "ConfigMap" {
-        return doc["data"]["mesh"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("{}: the ConfigMap has no data.mesh", path.display()));
-    }
-    Ok(text)
 }
