@@ -121,7 +121,7 @@ impl Object {
                 .unwrap_or(default_namespace)
                 .to_owned()
         };
-        let (istio, spec_problems) = match spec::read(&group, &kind, &value["spec"]) {
+        let (istio, spec_problems) = match spec::read(&group, &kind, &value) {
             Some((istio, problems)) => {
                 if let Some(map) = value.as_object_mut() {
                     map.remove("spec");

@@ -36,6 +36,8 @@ pub struct SpecProblem {
     pub message: String,
     /// Whether the field is unknown to the schema (the API server would drop it silently).
     pub unknown_field: bool,
+    /// Found by Istio's semantic validation (meshd's validation webhook), not the schema.
+    pub semantic: bool,
 }
 
 fn typed<T: DeserializeOwned>(spec: &Value) -> Result<T, SpecProblem> {
@@ -47,6 +49,7 @@ fn typed<T: DeserializeOwned>(spec: &Value) -> Result<T, SpecProblem> {
             field: "spec".to_owned(),
             message: "does not match its type".to_owned(),
             unknown_field: false,
+            semantic: false,
         },
         Err(e) => {
             let inner = e.path().to_string();
@@ -58,18 +61,21 @@ fn typed<T: DeserializeOwned>(spec: &Value) -> Result<T, SpecProblem> {
                 },
                 message: e.inner().to_string(),
                 unknown_field: false,
+                semantic: false,
             }
         }
     })
 }
 
-/// Validates and reads the spec of an object of `group`/`kind`. None for kinds that are not
-/// Istio kinds with a spec the analyzers read.
+/// Validates and reads the spec of `object`, of `group`/`kind`: against the CRD schema, then
+/// against the rules meshd's validation webhook applies. None for kinds that are not Istio
+/// kinds with a spec the analyzers read.
 pub fn read(
     group: &str,
     kind: &str,
-    spec: &Value,
+    object: &Value,
 ) -> Option<(Option<IstioSpec>, Vec<SpecProblem>)> {
+    let spec = &object["spec"];
     if group != "networking.istio.io" && group != "security.istio.io" {
         return None;
     }
@@ -97,10 +103,25 @@ pub fn read(
             unknown_field: v.message.starts_with("unknown field"),
             field: v.field,
             message: v.message,
+            semantic: false,
         })
         .collect();
     match result {
-        Ok(typed) => Some((Some(typed), problems)),
+        Ok(typed) => {
+            // Only a spec the schema accepts is worth the webhook's rules: they would repeat
+            // what the schema already said.
+            if problems.is_empty() {
+                if let Some(report) = mesh_crds::validate::validate_object(group, kind, object) {
+                    problems.extend(report.errors.into_iter().map(|e| SpecProblem {
+                        field: e.field,
+                        message: e.reason,
+                        unknown_field: false,
+                        semantic: true,
+                    }));
+                }
+            }
+            Some((Some(typed), problems))
+        }
         Err(problem) => {
             if problems.is_empty() {
                 problems.push(problem);

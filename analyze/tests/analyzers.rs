@@ -537,6 +537,16 @@ fn schema_validation_against_the_crds() {
     // WorkloadEntries are validated too, though no other analyzer reads them.
     let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: shop}\nspec:\n  address: 10.0.0.1\n  weigth: 3\n";
     assert_eq!(found(we, a), ["IST0106 WorkloadEntry shop/vm:6"]);
+    // What the schema lets through but meshd's validation webhook refuses: two subsets of one
+    // name, reported at the field.
+    let dr = |second: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: shop}}\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels: {{version: v1}}\n  - name: {second}\n    labels: {{version: v2}}\n")
+    };
+    assert_clean(&dr("v2"), a);
+    let m = &run_with(&dr("v1"), a, false)[0];
+    assert_eq!(m.kind.code, "IST0106");
+    assert!(m.text.contains("spec.subsets[1].name"), "{}", m.text);
+    assert!(m.text.contains("validation webhook"), "{}", m.text);
 }
 
 #[test]
