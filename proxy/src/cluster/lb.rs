@@ -40,10 +40,11 @@ impl Cluster {
                     .map(|k| self.weighted[(start + k) % w] as usize)
                     .find(|&i| ok(i))
             }
-            (LbPolicy::Random | LbPolicy::Passthrough, _) => self.sample(ok),
+            (LbPolicy::Random | LbPolicy::Passthrough, _) => self.sample(&ok),
             (LbPolicy::LeastRequest, _) => {
-                let a = self.sample(ok)?;
-                let b = self.sample(ok)?;
+                let a = self.sample(&ok)?;
+                // Two different endpoints when there are: with two, the idle one always wins.
+                let b = self.sample(&|i| i != a && ok(i)).unwrap_or(a);
                 let load = |i: usize| self.endpoints[i].state.active.load(Ordering::Relaxed);
                 Some(if load(b) < load(a) { b } else { a })
             }
@@ -51,7 +52,7 @@ impl Cluster {
     }
 
     /// A weighted random endpoint that passes `ok`; falls back to a scan when few do.
-    fn sample(&self, ok: impl Fn(usize) -> bool) -> Option<usize> {
+    fn sample(&self, ok: &impl Fn(usize) -> bool) -> Option<usize> {
         let w = self.weighted.len();
         for _ in 0..4 {
             let i = self.weighted[fastrand::usize(..w)] as usize;

@@ -34,6 +34,8 @@ pub struct State {
     pub connections: AtomicU64,
     /// Connections that have ended.
     pub closed: AtomicU64,
+    /// When not 0: the status of every answer.
+    pub fail_all: std::sync::atomic::AtomicU16,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -120,6 +122,10 @@ async fn answer(state: Arc<State>, conn: u64, mut req: Request<Incoming>) -> Res
     let mut status: u16 = query(&q, "status")
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let forced = state.fail_all.load(Ordering::SeqCst);
+    if forced != 0 {
+        status = forced;
+    }
     if let (Some(n), Some(key)) = (
         query(&q, "fail").and_then(|v| v.parse::<u32>().ok()),
         query(&q, "key"),
