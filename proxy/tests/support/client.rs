@@ -169,17 +169,22 @@ impl H2 {
         H2(s)
     }
     pub async fn send(&mut self, req: Req<'_>) -> Resp {
-        let r = self
-            .0
-            .send_request(req.build(true))
-            .await
-            .expect("h2 response");
-        collect(r).await
+        self.try_send(req).await.expect("h2 response")
+    }
+    pub async fn try_send(&mut self, req: Req<'_>) -> Result<Resp, hyper::Error> {
+        let r = self.0.send_request(req.build(true)).await?;
+        Ok(collect(r).await)
     }
 }
 
 /// Writes raw bytes and reads until the server closes (or `wait` passes).
 pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
+    let (out, closed) = raw_bytes(addr, bytes, wait);
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// Like [`raw`], without decoding what came back.
+pub fn raw_bytes(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Vec<u8>, bool) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(wait)).unwrap();
     let _ = s.write_all(bytes);
@@ -192,5 +197,5 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
             Err(_) => break false,
         }
     };
-    (String::from_utf8_lossy(&out).into_owned(), closed)
+    (out, closed)
 }
