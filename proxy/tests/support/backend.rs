@@ -195,9 +195,25 @@ fn futures_stream<T: Send + 'static>(items: Vec<T>) -> impl futures::Stream<Item
 
 /// Starts an echo backend named `name` on a free loopback port.
 pub async fn start(name: &str) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
+    start_on("127.0.0.1:0".parse().unwrap(), name).await
+}
+
+/// Starts an echo backend on `addr`.
+pub async fn start_on(addr: SocketAddr, name: &str) -> Backend {
+    let listener = TcpListener::bind(addr).await.expect("bind backend");
+    serve(listener, name)
+}
+
+/// Serves an echo backend on a listener made elsewhere (e.g. inside a network namespace).
+pub fn start_with(listener: std::net::TcpListener, name: &str) -> Backend {
+    listener.set_nonblocking(true).expect("nonblocking");
+    serve(
+        TcpListener::from_std(listener).expect("tokio listener"),
+        name,
+    )
+}
+
+fn serve(listener: TcpListener, name: &str) -> Backend {
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(State {
         name: name.to_owned(),
@@ -229,9 +245,11 @@ pub async fn start(name: &str) -> Backend {
 
 /// A TCP server that writes `banner` on accept (if any), then echoes.
 pub async fn tcp_echo(banner: Option<&'static [u8]>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind tcp echo");
+    tcp_echo_on("127.0.0.1:0".parse().unwrap(), banner).await
+}
+
+pub async fn tcp_echo_on(addr: SocketAddr, banner: Option<&'static [u8]>) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.expect("bind tcp echo");
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

@@ -33,6 +33,8 @@ pub struct ProxyBuilder {
     yaml: Option<String>,
     args: Vec<String>,
     wait_ready: bool,
+    prefix: Vec<String>,
+    ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
 }
 
 impl ProxyBuilder {
@@ -46,6 +48,16 @@ impl ProxyBuilder {
         self.wait_ready = false;
         self
     }
+    /// Runs the proxy through `prefix` (e.g. `ip netns exec POD setpriv ...`).
+    pub fn prefix(mut self, prefix: &[&str]) -> Self {
+        self.prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Admin, health and metrics addresses (default: free loopback ports).
+    pub fn ports(mut self, admin: SocketAddr, health: SocketAddr, metrics: SocketAddr) -> Self {
+        self.ports = Some((admin, health, metrics));
+        self
+    }
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
         self
@@ -56,10 +68,20 @@ impl ProxyBuilder {
         if let Some(y) = &self.yaml {
             std::fs::write(&config, y).expect("write config");
         }
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+        let (admin, health, metrics) = self.ports.unwrap_or_else(|| {
+            let local = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+            (local(free_port()), local(free_port()), local(free_port()))
+        });
+        let bin = env!("CARGO_BIN_EXE_mesh-proxy");
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("--config")
             .arg(&config)
@@ -107,6 +129,8 @@ impl Proxy {
             yaml: Some(yaml.to_owned()),
             args: Vec::new(),
             wait_ready: true,
+            prefix: Vec::new(),
+            ports: None,
         }
     }
 
