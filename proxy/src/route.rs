@@ -729,7 +729,7 @@ impl RouteTable {
         } else if let Some(suffix) = host.strip_prefix('*') {
             if !self.suffixes.iter().any(|(s, _)| s == suffix) {
                 self.suffixes.push((suffix.to_owned(), vh.clone()));
-                self.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                self.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
             }
         } else {
             self.exact.entry(host).or_insert_with(|| vh.clone());

@@ -14,7 +14,7 @@ use crate::metrics::ResponseFlags;
 use crate::route::DestRef;
 use crate::snapshot::{in_subnet, Snapshot};
 
-fn weighted<'a>(dests: &'a [(DestRef, u32)]) -> Option<&'a DestRef> {
+fn weighted(dests: &[(DestRef, u32)]) -> Option<&DestRef> {
     let total: u32 = dests.iter().map(|d| d.1).sum();
     if total == 0 {
         return dests.first().map(|d| &d.0);

@@ -297,7 +297,7 @@ async fn admin_endpoints() {
         Some("debug\n")
     );
     client::send(addr(port), get("nohost", "/")).await;
-    let _ = std::net::TcpStream::connect(addr(port)).map(|s| drop(s));
+    let _ = std::net::TcpStream::connect(addr(port)).map(drop);
     assert!(
         eventually(Duration::from_secs(2), || p.stderr().contains("DEBUG")),
         "{}",
