@@ -34,9 +34,20 @@ fn stamp(path: &Path) -> Option<Stamp> {
 
 /// Reads the file and, if valid, puts it in force. Returns the error otherwise.
 pub fn load(path: &Path, store: &Store) -> Result<(), ConfigError> {
-    match ProxyConfig::from_file(path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(source) => {
+            let e = ConfigError::Read {
+                file: path.display().to_string(),
+                source,
+            };
+            store.reject(e.to_string());
+            return Err(e);
+        }
+    };
+    match ProxyConfig::from_yaml(&text, &path.display().to_string()) {
         Ok(cfg) => {
-            let snap = store.apply(cfg);
+            let snap = store.apply_with_source(cfg, Some(text.into_boxed_str()));
             tracing::info!(file = %path.display(), generation = snap.generation, "config loaded");
             Ok(())
         }

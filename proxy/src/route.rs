@@ -479,11 +479,39 @@ pub struct Route {
 pub struct VirtualHost {
     pub name: String,
     pub routes: Vec<Route>,
+    /// For a service's default host: where its shared catch-all route goes.
+    pub default: Option<WeightedDest>,
+}
+
+/// The catch-all route of services without a VirtualService: Istio's defaults, no match.
+pub fn default_route() -> &'static Route {
+    static ROUTE: std::sync::OnceLock<Route> = std::sync::OnceLock::new();
+    ROUTE.get_or_init(|| Route {
+        name: "default".into(),
+        matches: Vec::new(),
+        action: Action::Route {
+            dests: Vec::new(),
+            total_weight: 0,
+        },
+        rewrite_uri: None,
+        rewrite_regex: None,
+        rewrite_authority: None,
+        timeout: None,
+        retry: RetryPolicy::default_policy(),
+        fault: None,
+        mirrors: Vec::new(),
+        cors: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+    })
 }
 
 impl VirtualHost {
     /// The first matching route and the index of the match that selected it.
     pub fn find(&self, r: &RequestView<'_>) -> Option<(&Route, Option<&Match>)> {
+        if self.default.is_some() {
+            return Some((default_route(), None));
+        }
         for route in &self.routes {
             if route.matches.is_empty() {
                 return Some((route, None));
@@ -495,33 +523,18 @@ impl VirtualHost {
         None
     }
 
-    /// A virtual host with one catch-all route to `dest`.
+    /// A virtual host with one catch-all route to `dest` (a service no VirtualService claims).
+    /// The route is shared by all such hosts; only the destination is theirs.
     pub fn default_for(name: String, dest: DestRef) -> VirtualHost {
         VirtualHost {
             name,
-            routes: vec![Route {
-                name: "default".into(),
-                matches: Vec::new(),
-                action: Action::Route {
-                    dests: vec![WeightedDest {
-                        dest,
-                        weight: 1,
-                        request_headers: HeaderOps::default(),
-                        response_headers: HeaderOps::default(),
-                    }],
-                    total_weight: 1,
-                },
-                rewrite_uri: None,
-                rewrite_regex: None,
-                rewrite_authority: None,
-                timeout: None,
-                retry: RetryPolicy::default_policy(),
-                fault: None,
-                mirrors: Vec::new(),
-                cors: None,
+            routes: Vec::new(),
+            default: Some(WeightedDest {
+                dest,
+                weight: 1,
                 request_headers: HeaderOps::default(),
                 response_headers: HeaderOps::default(),
-            }],
+            }),
         }
     }
 
@@ -547,6 +560,7 @@ impl VirtualHost {
                 format!("{}/{}", vs.namespace, vs.name)
             },
             routes,
+            default: None,
         }
     }
 }
@@ -787,6 +801,7 @@ mod tests {
         let vh = Arc::new(VirtualHost {
             name: "a".into(),
             routes: vec![],
+            default: None,
         });
         let mut t = RouteTable::default();
         t.insert("Reviews.default", &vh);

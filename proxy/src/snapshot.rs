@@ -3,28 +3,92 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mesh_proxy_config as cfg;
 
-use crate::cluster::{Cluster, ClusterPolicy, ClusterState, Endpoint, EndpointState, LbPolicy};
+use crate::cluster::{
+    Cluster, ClusterPolicy, ClusterState, Endpoint, EndpointState, LabelContext, LbPolicy,
+};
 use crate::http::chain::Chain;
 use crate::metrics::{LabelSet, Metrics, Peer, Reporter, ServiceLabels};
 use crate::route::{DestRef, RouteTable, VirtualHost};
 
-/// One port of a service with its clusters.
+/// A service port's clusters: all endpoints, and one per subset. Built on first use.
 pub struct PortClusters {
-    pub number: u16,
-    pub protocol: Option<cfg::Protocol>,
     pub all: Arc<Cluster>,
-    pub subsets: Vec<(String, Arc<Cluster>)>,
+    pub subsets: Vec<(Box<str>, Arc<Cluster>)>,
+}
+
+/// One port of a service.
+pub struct PortEntry {
+    pub number: u16,
+    name: Box<str>,
+    target_port: Option<u16>,
+    pub protocol: Option<cfg::Protocol>,
+    clusters: OnceLock<PortClusters>,
+}
+
+/// An endpoint as the config gave it, kept compact until a cluster needs it.
+struct EndpointDef {
+    ip: IpAddr,
+    port: Option<u16>,
+    ports: Box<[(Box<str>, u16)]>,
+    labels: Box<[(Box<str>, Box<str>)]>,
+    workload: Option<Box<str>>,
+    namespace: Option<Box<str>>,
+    weight: u32,
+    peer: OnceLock<Arc<Peer>>,
+}
+
+impl EndpointDef {
+    fn from(e: &cfg::Endpoint) -> Option<EndpointDef> {
+        Some(EndpointDef {
+            ip: e.address?,
+            port: e.port,
+            ports: e
+                .ports
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), *v))
+                .collect(),
+            labels: e
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+            workload: e.workload.as_deref().map(Into::into),
+            namespace: e.namespace.as_deref().map(Into::into),
+            weight: e.weight.unwrap_or(1),
+            peer: OnceLock::new(),
+        })
+    }
+
+    fn port_for(&self, p: &PortEntry) -> u16 {
+        self.ports
+            .iter()
+            .find(|(n, _)| **n == *p.name)
+            .map(|(_, v)| *v)
+            .or(self.port)
+            .or(p.target_port)
+            .unwrap_or(p.number)
+    }
+
+    fn has(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.iter().all(|(k, v)| {
+            self.labels
+                .iter()
+                .any(|(lk, lv)| **lk == **k && **lv == **v)
+        })
+    }
 }
 
 pub struct ServiceEntry {
     pub host: String,
-    pub labels: ServiceLabels,
-    pub ports: Vec<PortClusters>,
+    pub labels: Arc<ServiceLabels>,
+    pub ports: Vec<PortEntry>,
+    endpoints: Vec<EndpointDef>,
+    rule: Option<Arc<cfg::DestinationRule>>,
     /// Compiled TCP routes of the VirtualService for this host, if any.
     pub tcp_routes: Vec<TcpRoute>,
 }
@@ -35,18 +99,47 @@ pub struct TcpRoute {
     pub dests: Vec<(DestRef, u32)>,
 }
 
-/// State kept across snapshots, so clusters keep their connections and counters.
+/// Live state of the clusters a snapshot built, handed to the next snapshot so that a config
+/// swap keeps connections, counters and ejections.
 #[derive(Default)]
 pub struct Carry {
-    clusters: HashMap<String, Arc<ClusterState>>,
-    endpoints: HashMap<(String, SocketAddr), Arc<EndpointState>>,
+    clusters: HashMap<Arc<str>, CarriedCluster>,
+}
+
+#[derive(Clone)]
+struct CarriedCluster {
+    state: Arc<ClusterState>,
+    endpoints: Vec<(SocketAddr, Arc<EndpointState>)>,
+}
+
+/// The text a snapshot was made from: the YAML file as it was read, or (for a snapshot built in
+/// code, such as a control-plane push) its JSON rendering.
+pub enum Dump {
+    Yaml(Box<str>),
+    Json(Box<str>),
+}
+
+impl Dump {
+    /// The config as a JSON value.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        match self {
+            Dump::Yaml(t) => serde_yaml_ng::from_str(t).ok(),
+            Dump::Json(t) => serde_json::from_str(t).ok(),
+        }
+    }
 }
 
 pub struct Snapshot {
     /// Counts the snapshots this process loaded.
     pub generation: u64,
+    /// The config's small parts (listeners, limits, inbound…); the services, VirtualServices
+    /// and DestinationRules live only in their compiled form (and in `dump`).
     pub config: Arc<cfg::ProxyConfig>,
-    pub source: Peer,
+    /// The whole config as its source wrote it, for the admin config dump.
+    pub dump: Dump,
+    pub source: Arc<Peer>,
+    outbound_labels: Arc<LabelContext>,
+    inbound_labels: Arc<LabelContext>,
     pub services: Vec<ServiceEntry>,
     by_host: HashMap<String, usize>,
     by_vip: HashMap<(IpAddr, u16), usize>,
@@ -56,13 +149,18 @@ pub struct Snapshot {
     pub http_any_port: RouteTable,
     pub http_by_gateway: HashMap<String, RouteTable>,
     pub inbound_ports: HashMap<u16, Option<cfg::Protocol>>,
-    pub inbound_service: ServiceLabels,
+    pub inbound_service: Arc<ServiceLabels>,
     pub outbound_mode: cfg::OutboundMode,
     pub limits: cfg::Limits,
     pub detection_timeout: Duration,
     pub drain_timeout: Duration,
     /// Clusters made on demand: inbound (by local port) and passthrough (by address).
     dynamic: Mutex<HashMap<(bool, SocketAddr), Arc<Cluster>>>,
+    /// The previous snapshots' cluster state, taken over as clusters are built here.
+    carried: Carry,
+    /// The state of the clusters built here, for the next snapshot.
+    built: Mutex<Carry>,
+    node_cluster: Option<String>,
     pub metrics: Arc<Metrics>,
     /// Labels of requests nothing matched (`BlackHoleCluster`, no route).
     pub unknown_labels_outbound: Arc<LabelSet>,
@@ -81,10 +179,6 @@ fn service_labels(s: &cfg::Service) -> ServiceLabels {
         name: s.name.clone().unwrap_or(first),
         namespace: s.namespace.clone().unwrap_or(second),
     }
-}
-
-fn subset_of(labels: &std::collections::BTreeMap<String, String>, e: &cfg::Endpoint) -> bool {
-    labels.iter().all(|(k, v)| e.labels.get(k) == Some(v))
 }
 
 fn parse_subnet(s: &str) -> Option<(IpAddr, u8)> {
@@ -122,19 +216,33 @@ pub fn in_subnet(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
 
 impl Snapshot {
     pub fn build(
-        config: Arc<cfg::ProxyConfig>,
+        config: cfg::ProxyConfig,
         generation: u64,
         metrics: Arc<Metrics>,
-        carry: &mut Carry,
+        previous: Option<&Snapshot>,
+        source: Option<Box<str>>,
     ) -> Snapshot {
-        let node = &config.node;
-        let source = Peer::from_labels(
+        let dump = match source {
+            Some(text) => Dump::Yaml(text),
+            None => Dump::Json(serde_json::to_string(&config).unwrap_or_default().into()),
+        };
+        let node = &config.node.clone();
+        let source = Arc::new(Peer::from_labels(
             node.workload.as_deref(),
             node.namespace.as_deref(),
             &node.labels,
             node.cluster.as_deref(),
-        );
-        let mut next = Carry::default();
+        ));
+        let outbound_labels = Arc::new(LabelContext {
+            metrics: metrics.clone(),
+            reporter: Reporter::Source,
+            local: source.clone(),
+        });
+        let inbound_labels = Arc::new(LabelContext {
+            metrics: metrics.clone(),
+            reporter: Reporter::Destination,
+            local: source.clone(),
+        });
         let rules: HashMap<&str, &cfg::DestinationRule> = config
             .destination_rules
             .iter()
@@ -145,102 +253,46 @@ impl Snapshot {
         let mut by_host = HashMap::new();
         let mut by_vip = HashMap::new();
         for (idx, s) in config.services.iter().enumerate() {
-            let labels = service_labels(s);
-            let rule = rules.get(s.host.as_str()).copied();
-            let mut ports = Vec::with_capacity(s.ports.len());
-            for p in &s.ports {
-                let protocol = p.protocol();
-                let mut make = |subset: Option<&cfg::Subset>| {
-                    let name = format!(
-                        "outbound|{}|{}|{}",
-                        p.number,
-                        subset.map_or("", |s| s.name.as_str()),
-                        s.host
-                    );
-                    let policy = ClusterPolicy::resolve(
-                        rule.and_then(|r| r.traffic_policy.as_ref()),
-                        subset.and_then(|s| s.traffic_policy.as_ref()),
-                        p.number,
-                        protocol,
-                    );
-                    let endpoints = s
-                        .endpoints
-                        .iter()
-                        .filter(|e| subset.is_none_or(|sub| subset_of(&sub.labels, e)))
-                        .filter_map(|e| {
-                            let addr = SocketAddr::new(e.address?, e.port_for(p));
-                            let peer = Peer::from_labels(
-                                e.workload.as_deref(),
-                                e.namespace.as_deref().or(Some(labels.namespace.as_str())),
-                                &e.labels,
-                                node.cluster.as_deref(),
-                            );
-                            let state = carry
-                                .endpoints
-                                .get(&(name.clone(), addr))
-                                .cloned()
-                                .unwrap_or_default();
-                            next.endpoints.insert((name.clone(), addr), state.clone());
-                            Some(Endpoint {
-                                addr,
-                                weight: e.weight.unwrap_or(1),
-                                labels: metrics.label_set(
-                                    Reporter::Source,
-                                    &source,
-                                    &peer,
-                                    &labels,
-                                ),
-                                state,
-                            })
-                        })
-                        .collect();
-                    let state = carry.clusters.get(&name).cloned().unwrap_or_default();
-                    next.clusters.insert(name.clone(), state.clone());
-                    let cluster_labels =
-                        metrics.label_set(Reporter::Source, &source, &Peer::default(), &labels);
-                    Arc::new(Cluster::new(
-                        name,
-                        labels.clone(),
-                        endpoints,
-                        policy,
-                        state,
-                        cluster_labels,
-                    ))
-                };
-                let all = make(None);
-                let subsets = rule
-                    .map(|r| {
-                        r.subsets
-                            .iter()
-                            .map(|sub| (sub.name.clone(), make(Some(sub))))
-                            .collect()
+            let labels = Arc::new(service_labels(s));
+            services.push(ServiceEntry {
+                host: s.host.clone(),
+                labels,
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| PortEntry {
+                        number: p.number,
+                        name: p.name.as_str().into(),
+                        target_port: p.target_port,
+                        protocol: p.protocol(),
+                        clusters: OnceLock::new(),
                     })
-                    .unwrap_or_default();
-                ports.push(PortClusters {
-                    number: p.number,
-                    protocol,
-                    all,
-                    subsets,
-                });
-            }
+                    .collect(),
+                endpoints: s.endpoints.iter().filter_map(EndpointDef::from).collect(),
+                rule: rules.get(s.host.as_str()).map(|r| Arc::new((*r).clone())),
+                tcp_routes: Vec::new(),
+            });
             by_host.entry(s.host.clone()).or_insert(idx);
             for a in &s.addresses {
                 for p in &s.ports {
                     by_vip.entry((*a, p.number)).or_insert(idx);
                 }
             }
-            services.push(ServiceEntry {
-                host: s.host.clone(),
-                labels,
-                ports,
-                tcp_routes: Vec::new(),
-            });
         }
 
         // Virtual hosts of the VirtualServices, keyed by the hosts they name.
         let mut http_by_port: HashMap<u16, RouteTable> = HashMap::new();
         let mut http_any_port = RouteTable::default();
         let mut http_by_gateway: HashMap<String, RouteTable> = HashMap::new();
+        // Only the tables some listener uses: a sidecar routes by port, a gateway by its name,
+        // a plain listener over every port.
+        let listeners = config.effective_listeners();
+        let want_by_port = listeners
+            .iter()
+            .any(|l| l.capture == cfg::Capture::Outbound);
+        let want_any_port = listeners
+            .iter()
+            .any(|l| l.capture == cfg::Capture::None && l.gateway.is_none());
         let names_of = |host: &str| -> Vec<String> {
             let mut v = vec![host.to_owned()];
             if let Some(&i) = by_host.get(host) {
@@ -256,8 +308,10 @@ impl Snapshot {
                 let vh = Arc::new(VirtualHost::compile(vs, node));
                 for h in &vs.hosts {
                     for name in names_of(h) {
-                        if mesh {
+                        if mesh && want_any_port {
                             http_any_port.insert(&name, &vh);
+                        }
+                        if mesh && want_by_port {
                             // On the ports of the service it names, or every known port for
                             // hosts outside the registry.
                             let ports: Vec<u16> = match by_host.get(h) {
@@ -362,7 +416,7 @@ impl Snapshot {
                 v.extend(s.addresses.iter().map(|a| a.to_string()));
                 v
             };
-            for p in &s.ports {
+            for p in s.ports.iter().filter(|_| want_by_port) {
                 if p.protocol() == Some(cfg::Protocol::Tcp) {
                     continue;
                 }
@@ -373,7 +427,7 @@ impl Snapshot {
                     }
                 }
             }
-            for n in &names {
+            for n in names.iter().filter(|_| want_any_port) {
                 if !http_any_port.contains(n) {
                     http_any_port.insert(n, &vh);
                 }
@@ -387,10 +441,12 @@ impl Snapshot {
             .as_deref()
             .and_then(|h| by_host.get(h).map(|&i| services[i].labels.clone()))
             .or_else(|| {
-                config.inbound.service.as_ref().map(|h| ServiceLabels {
-                    host: h.clone(),
-                    name: h.split('.').next().unwrap_or_default().to_owned(),
-                    namespace: node.namespace.clone().unwrap_or_default(),
+                config.inbound.service.as_ref().map(|h| {
+                    Arc::new(ServiceLabels {
+                        host: h.clone(),
+                        name: h.split('.').next().unwrap_or_default().to_owned(),
+                        namespace: node.namespace.clone().unwrap_or_default(),
+                    })
                 })
             })
             .unwrap_or_default();
@@ -406,9 +462,19 @@ impl Snapshot {
             &source,
             &inbound_service,
         );
-        *carry = next;
+        let carried = previous
+            .map(|p| p.carry_forward(&by_host))
+            .unwrap_or_default();
+        // The compiled form is all that serving needs; the dump keeps the rest.
+        let mut config = config;
+        config.services = Vec::new();
+        config.virtual_services = Vec::new();
+        config.destination_rules = Vec::new();
         Snapshot {
             generation,
+            dump,
+            outbound_labels,
+            inbound_labels,
             source,
             services,
             by_host,
@@ -432,12 +498,15 @@ impl Snapshot {
                 .drain_timeout
                 .map_or(Duration::from_secs(5), |d| d.get()),
             dynamic: Mutex::new(HashMap::new()),
+            carried,
+            built: Mutex::new(Carry::default()),
+            node_cluster: node.cluster.clone(),
             metrics,
             unknown_labels_outbound,
             unknown_labels_inbound,
             inbound_chain: Chain::default(),
             outbound_chain: Chain::default(),
-            config,
+            config: Arc::new(config),
         }
     }
 
@@ -454,19 +523,125 @@ impl Snapshot {
     /// The cluster a route destination names, for a request that arrived on `port`.
     pub fn cluster_for(&self, dest: &DestRef, port: u16) -> Option<&Arc<Cluster>> {
         let svc = self.service(&dest.host)?;
-        let pc = match dest.port {
-            Some(p) => svc.ports.iter().find(|pc| pc.number == p)?,
+        let pe = match dest.port {
+            Some(p) => svc.ports.iter().find(|pe| pe.number == p)?,
             None if svc.ports.len() == 1 => &svc.ports[0],
-            None => svc.ports.iter().find(|pc| pc.number == port).or_else(|| {
+            None => svc.ports.iter().find(|pe| pe.number == port).or_else(|| {
                 svc.ports
                     .iter()
-                    .find(|pc| pc.protocol.is_none_or(|p| p.is_http()))
+                    .find(|pe| pe.protocol.is_none_or(|p| p.is_http()))
             })?,
         };
+        let pc = pe.clusters.get_or_init(|| self.build_clusters(svc, pe));
         match &dest.subset {
             None => Some(&pc.all),
-            Some(name) => pc.subsets.iter().find(|(n, _)| n == name).map(|(_, c)| c),
+            Some(name) => pc
+                .subsets
+                .iter()
+                .find(|(n, _)| **n == **name)
+                .map(|(_, c)| c),
         }
+    }
+
+    /// Makes a service port's clusters (all endpoints, and each subset's), taking over the
+    /// live state of same-named clusters of earlier snapshots.
+    fn build_clusters(&self, svc: &ServiceEntry, pe: &PortEntry) -> PortClusters {
+        let make = |subset: Option<&cfg::Subset>| {
+            let name: Arc<str> = format!(
+                "outbound|{}|{}|{}",
+                pe.number,
+                subset.map_or("", |s| s.name.as_str()),
+                svc.host
+            )
+            .into();
+            let policy = ClusterPolicy::resolve(
+                svc.rule.as_ref().and_then(|r| r.traffic_policy.as_ref()),
+                subset.and_then(|s| s.traffic_policy.as_ref()),
+                pe.number,
+                pe.protocol,
+            );
+            let carried = self.carried.clusters.get(&name);
+            let mut states = Vec::new();
+            let endpoints: Vec<Endpoint> = svc
+                .endpoints
+                .iter()
+                .filter(|e| subset.is_none_or(|sub| e.has(&sub.labels)))
+                .map(|e| {
+                    let addr = SocketAddr::new(e.ip, e.port_for(pe));
+                    let state = carried
+                        .and_then(|c| c.endpoints.iter().find(|(a, _)| *a == addr))
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or_default();
+                    states.push((addr, state.clone()));
+                    let peer = e
+                        .peer
+                        .get_or_init(|| {
+                            let labels = e
+                                .labels
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect();
+                            Arc::new(Peer::from_labels(
+                                e.workload.as_deref(),
+                                e.namespace
+                                    .as_deref()
+                                    .or(Some(svc.labels.namespace.as_str())),
+                                &labels,
+                                self.node_cluster.as_deref(),
+                            ))
+                        })
+                        .clone();
+                    Endpoint::new(addr, e.weight, peer, state)
+                })
+                .collect();
+            let state = carried.map(|c| c.state.clone()).unwrap_or_default();
+            self.built
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clusters
+                .insert(
+                    name.clone(),
+                    CarriedCluster {
+                        state: state.clone(),
+                        endpoints: states,
+                    },
+                );
+            Arc::new(Cluster::new(
+                name,
+                svc.labels.clone(),
+                endpoints,
+                policy,
+                state,
+                self.outbound_labels.clone(),
+            ))
+        };
+        PortClusters {
+            all: make(None),
+            subsets: svc
+                .rule
+                .as_ref()
+                .map(|r| {
+                    r.subsets
+                        .iter()
+                        .map(|sub| (sub.name.as_str().into(), make(Some(sub))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// What the next snapshot takes over: clusters built here or carried here, of services
+    /// the next config still has.
+    fn carry_forward(&self, next_hosts: &HashMap<String, usize>) -> Carry {
+        let built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clusters = HashMap::new();
+        for (name, c) in self.carried.clusters.iter().chain(built.clusters.iter()) {
+            let host = name.rsplit('|').next().unwrap_or("");
+            if next_hosts.contains_key(host) {
+                clusters.insert(name.clone(), c.clone());
+            }
+        }
+        Carry { clusters }
     }
 
     /// A one-endpoint cluster for `addr`: the local app (inbound) or an unknown destination
@@ -480,51 +655,49 @@ impl Snapshot {
             // Passthrough destinations are unbounded; forget them rather than grow.
             map.clear();
         }
-        let (name, labels, service) = if inbound {
+        let (name, service, ctx) = if inbound {
             let svc = self.inbound_service.clone();
-            let l =
-                self.metrics
-                    .label_set(Reporter::Destination, &Peer::default(), &self.source, &svc);
-            (format!("inbound|{}||", addr.port()), l, svc)
+            (
+                format!("inbound|{}||", addr.port()),
+                svc,
+                self.inbound_labels.clone(),
+            )
         } else {
-            let svc = ServiceLabels {
+            let svc = Arc::new(ServiceLabels {
                 host: addr.ip().to_string(),
                 name: "PassthroughCluster".into(),
                 namespace: String::new(),
-            };
-            let l = self
-                .metrics
-                .label_set(Reporter::Source, &self.source, &Peer::default(), &svc);
-            ("PassthroughCluster".to_owned(), l, svc)
+            });
+            (
+                "PassthroughCluster".to_owned(),
+                svc,
+                self.outbound_labels.clone(),
+            )
         };
         let policy = ClusterPolicy {
             lb: LbPolicy::RoundRobin,
             protocol: crate::cluster::UpstreamProtocol::ClientProtocol,
             ..ClusterPolicy::default()
         };
-        let endpoint = Endpoint {
-            addr,
-            weight: 1,
-            labels: labels.clone(),
-            state: Arc::default(),
-        };
+        let endpoint = Endpoint::new(addr, 1, Arc::new(Peer::default()), Arc::default());
         let c = Arc::new(Cluster::new(
-            name,
+            name.into(),
             service,
             vec![endpoint],
             policy,
             Arc::default(),
-            labels,
+            ctx,
         ));
         map.insert((inbound, addr), c.clone());
         c
     }
 
-    /// Every cluster, for the admin page and the idle sweep.
+    /// Every cluster built so far, for the admin page and the idle sweep.
     pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
         self.services
             .iter()
             .flat_map(|s| s.ports.iter())
+            .filter_map(|p| p.clusters.get())
             .flat_map(|p| std::iter::once(&p.all).chain(p.subsets.iter().map(|(_, c)| c)))
     }
 

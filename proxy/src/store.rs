@@ -9,12 +9,12 @@ use mesh_proxy_config::ProxyConfig;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::snapshot::{Carry, Snapshot};
+use crate::snapshot::Snapshot;
 
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     changes: watch::Sender<u64>,
-    carry: Mutex<Carry>,
+    building: Mutex<()>,
     generation: AtomicU64,
     pub metrics: Arc<Metrics>,
     last_error: Mutex<Option<String>>,
@@ -26,7 +26,7 @@ impl Store {
         Arc::new(Store {
             current: ArcSwapOption::empty(),
             changes: watch::channel(0).0,
-            carry: Mutex::new(Carry::default()),
+            building: Mutex::new(()),
             generation: AtomicU64::new(0),
             metrics,
             last_error: Mutex::new(None),
@@ -41,17 +41,26 @@ impl Store {
 
     /// Compiles `config` and puts it in force; requests already running keep theirs.
     pub fn apply(&self, config: ProxyConfig) -> Arc<Snapshot> {
+        self.apply_with_source(config, None)
+    }
+
+    /// Like [`Store::apply`], keeping the YAML text the config was read from for the dump.
+    pub fn apply_with_source(&self, config: ProxyConfig, yaml: Option<Box<str>>) -> Arc<Snapshot> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let snap = {
-            let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+            // One build at a time, so that each takes over the state of the one before.
+            let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = self.current.load_full();
             Arc::new(Snapshot::build(
-                Arc::new(config),
+                config,
                 generation,
                 self.metrics.clone(),
-                &mut carry,
+                previous.as_deref(),
+                yaml,
             ))
         };
         self.current.store(Some(snap.clone()));
+        release_freed_memory();
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Metrics::inc(&self.metrics.server.config_loads_total);
         self.changes.send_replace(generation);
@@ -87,5 +96,15 @@ impl Store {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Gives memory freed after a load (the YAML parse, the previous snapshot) back to the OS, so
+/// that RSS reflects what the proxy holds rather than what parsing once needed.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -85,20 +85,21 @@ where
     let hash = Some(crate::cluster::lb::hash_key(
         info.peer.ip().to_string().as_bytes(),
     ));
-    let mut last_labels = cluster.labels.clone();
+    let mut last_labels = cluster.labels();
     // Connection failures are retried on another pick, as Envoy's TCP proxy does.
     for _ in 0..3 {
         let Some(i) = cluster.pick(hash) else {
-            metrics.tcp_opened(&cluster.labels);
-            metrics.tcp_closed(&cluster.labels, ResponseFlags::NO_HEALTHY_UPSTREAM, 0, 0);
+            metrics.tcp_opened(&cluster.labels());
+            metrics.tcp_closed(&cluster.labels(), ResponseFlags::NO_HEALTHY_UPSTREAM, 0, 0);
             return;
         };
         let ep = &cluster.endpoints[i];
-        last_labels = ep.labels.clone();
+        last_labels = cluster.endpoint_labels(i);
         match connect_tcp(ep.addr, &cluster.policy).await {
             Ok(mut upstream) => {
                 cluster.report(i, Outcome::Status(200), &metrics);
-                metrics.tcp_opened(&ep.labels);
+                let labels = cluster.endpoint_labels(i);
+                metrics.tcp_opened(&labels);
                 let mut guard = cluster.begin_request();
                 if let Some(g) = guard.as_mut() {
                     g.set_endpoint(&ep.state);
@@ -110,7 +111,7 @@ where
                         }
                         Err(_) => (ResponseFlags::UPSTREAM_CONNECTION_TERMINATION, 0, 0),
                     };
-                metrics.tcp_closed(&ep.labels, flags, sent, received);
+                metrics.tcp_closed(&labels, flags, sent, received);
                 return;
             }
             Err(e) => {

@@ -104,7 +104,15 @@ async fn connection(a: std::sync::Arc<Args>, idx: usize, start: Instant, measure
         if due >= end {
             return r;
         }
-        tokio::time::sleep_until(due.into()).await;
+        // Latency counts from the scheduled start when the connection was still busy then (the
+        // server is behind); otherwise from the moment the request goes out, so that the
+        // timer's own lateness (tokio's timer ticks in milliseconds) is not counted.
+        let begin = if Instant::now() >= due {
+            due
+        } else {
+            tokio::time::sleep_until(due.into()).await;
+            Instant::now()
+        };
         if stream.is_none() {
             match TcpStream::connect(a.addr).await {
                 Ok(s) => {
@@ -123,7 +131,7 @@ async fn connection(a: std::sync::Arc<Args>, idx: usize, start: Instant, measure
             Ok(()) => read_response(s, &mut buf).await,
             Err(e) => Err(e),
         };
-        let latency = due.elapsed();
+        let latency = begin.elapsed();
         match ok {
             Ok(status) => {
                 if due >= measure_from {

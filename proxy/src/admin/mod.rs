@@ -191,6 +191,7 @@ impl Admin {
 
     fn config_dump(&self) -> Reply {
         let snap = self.store.load();
+        let config = snap.as_ref().and_then(|s| s.dump.to_json());
         let dump = serde_json::json!({
             "generation": snap.as_ref().map(|s| s.generation),
             "version": snap.as_ref().and_then(|s| s.config.version.clone()),
@@ -198,7 +199,7 @@ impl Admin {
             "listeners": snap.as_ref().map(|s| s.config.effective_listeners()),
             "inboundFilters": snap.as_ref().map(|s| s.inbound_chain.names()),
             "outboundFilters": snap.as_ref().map(|s| s.outbound_chain.names()),
-            "config": snap.as_ref().map(|s| &*s.config),
+            "config": config,
         });
         json(serde_json::to_string_pretty(&dump).unwrap_or_default())
     }

@@ -34,11 +34,9 @@ impl Cluster {
         match (&self.policy.lb, hash) {
             (LbPolicy::ConsistentHash(_), Some(h)) => self.rendezvous(h, ok),
             (LbPolicy::RoundRobin, _) | (LbPolicy::ConsistentHash(_), None) => {
-                let w = self.weighted.len();
+                let w = self.slots();
                 let start = self.state.rr.fetch_add(1, Ordering::Relaxed);
-                (0..w)
-                    .map(|k| self.weighted[(start + k) % w] as usize)
-                    .find(|&i| ok(i))
+                (0..w).map(|k| self.slot((start + k) % w)).find(|&i| ok(i))
             }
             (LbPolicy::Random | LbPolicy::Passthrough, _) => self.sample(&ok),
             (LbPolicy::LeastRequest, _) => {
@@ -53,17 +51,15 @@ impl Cluster {
 
     /// A weighted random endpoint that passes `ok`; falls back to a scan when few do.
     fn sample(&self, ok: &impl Fn(usize) -> bool) -> Option<usize> {
-        let w = self.weighted.len();
+        let w = self.slots();
         for _ in 0..4 {
-            let i = self.weighted[fastrand::usize(..w)] as usize;
+            let i = self.slot(fastrand::usize(..w));
             if ok(i) {
                 return Some(i);
             }
         }
         let start = fastrand::usize(..w);
-        (0..w)
-            .map(|k| self.weighted[(start + k) % w] as usize)
-            .find(|&i| ok(i))
+        (0..w).map(|k| self.slot((start + k) % w)).find(|&i| ok(i))
     }
 
     fn rendezvous(&self, key: u64, ok: impl Fn(usize) -> bool) -> Option<usize> {

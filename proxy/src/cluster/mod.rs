@@ -14,11 +14,11 @@ pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
-use crate::metrics::{LabelSet, ServiceLabels};
+use crate::metrics::{LabelSet, Metrics, Peer, Reporter, ServiceLabels};
 pub use policy::{ClusterPolicy, LbPolicy, UpstreamProtocol};
 
 /// Counters shared by every snapshot's version of one cluster.
@@ -53,37 +53,82 @@ pub struct EndpointState {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
-    /// Metric labels of requests this endpoint answered.
-    pub labels: Arc<LabelSet>,
+    /// Who answers here, for the metric labels.
+    pub peer: Arc<Peer>,
+    labels: OnceLock<Arc<LabelSet>>,
     pub state: Arc<EndpointState>,
+}
+
+impl Endpoint {
+    pub fn new(
+        addr: SocketAddr,
+        weight: u32,
+        peer: Arc<Peer>,
+        state: Arc<EndpointState>,
+    ) -> Endpoint {
+        Endpoint {
+            addr,
+            weight,
+            peer,
+            labels: OnceLock::new(),
+            state,
+        }
+    }
+}
+
+/// What metric labels are made of on one side: rendered on first use, so that the thousands
+/// of endpoints a config names cost nothing until they carry traffic.
+pub struct LabelContext {
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// This proxy's workload.
+    pub local: Arc<Peer>,
+}
+
+impl LabelContext {
+    /// Labels of a request from/to `remote` for `service`.
+    pub fn render(&self, remote: &Peer, service: &ServiceLabels) -> Arc<LabelSet> {
+        match self.reporter {
+            Reporter::Source => {
+                self.metrics
+                    .label_set(Reporter::Source, &self.local, remote, service)
+            }
+            Reporter::Destination => {
+                self.metrics
+                    .label_set(Reporter::Destination, remote, &self.local, service)
+            }
+        }
+    }
 }
 
 pub struct Cluster {
     /// Istio's naming: `outbound|9080|v1|reviews.default.svc.cluster.local`.
-    pub name: String,
-    pub service: ServiceLabels,
+    pub name: Arc<str>,
+    pub service: Arc<ServiceLabels>,
     pub endpoints: Vec<Endpoint>,
-    /// Endpoint indexes repeated by weight, for the samplers.
+    /// Endpoint indexes repeated by weight, for the samplers (empty: all weights are 1).
     pub(crate) weighted: Vec<u32>,
     pub policy: ClusterPolicy,
     pub state: Arc<ClusterState>,
-    /// Labels for requests that failed before an endpoint was chosen.
-    pub labels: Arc<LabelSet>,
+    ctx: Arc<LabelContext>,
+    labels: OnceLock<Arc<LabelSet>>,
 }
 
 impl Cluster {
     pub fn new(
-        name: String,
-        service: ServiceLabels,
+        name: Arc<str>,
+        service: Arc<ServiceLabels>,
         endpoints: Vec<Endpoint>,
         policy: ClusterPolicy,
         state: Arc<ClusterState>,
-        labels: Arc<LabelSet>,
+        ctx: Arc<LabelContext>,
     ) -> Cluster {
         let mut weighted = Vec::new();
-        for (i, e) in endpoints.iter().enumerate() {
-            for _ in 0..e.weight.clamp(1, 128) {
-                weighted.push(i as u32);
+        if endpoints.iter().any(|e| e.weight > 1) {
+            for (i, e) in endpoints.iter().enumerate() {
+                for _ in 0..e.weight.clamp(1, 128) {
+                    weighted.push(i as u32);
+                }
             }
         }
         Cluster {
@@ -93,7 +138,39 @@ impl Cluster {
             weighted,
             policy,
             state,
-            labels,
+            ctx,
+            labels: OnceLock::new(),
+        }
+    }
+
+    /// Labels for requests that failed before an endpoint was chosen.
+    pub fn labels(&self) -> Arc<LabelSet> {
+        self.labels
+            .get_or_init(|| self.ctx.render(&Peer::default(), &self.service))
+            .clone()
+    }
+
+    /// Labels for requests endpoint `i` answered.
+    pub fn endpoint_labels(&self, i: usize) -> Arc<LabelSet> {
+        let e = &self.endpoints[i];
+        e.labels
+            .get_or_init(|| self.ctx.render(&e.peer, &self.service))
+            .clone()
+    }
+
+    /// The number of sampling slots, and the endpoint in slot `k`.
+    pub(crate) fn slots(&self) -> usize {
+        if self.weighted.is_empty() {
+            self.endpoints.len()
+        } else {
+            self.weighted.len()
+        }
+    }
+    pub(crate) fn slot(&self, k: usize) -> usize {
+        if self.weighted.is_empty() {
+            k
+        } else {
+            self.weighted[k] as usize
         }
     }
 

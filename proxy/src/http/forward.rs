@@ -180,14 +180,14 @@ pub async fn forward(
     let Some(mut guard) = cluster.begin_request() else {
         return failed(
             cluster,
-            cluster.labels.clone(),
+            cluster.labels(),
             503,
             ResponseFlags::UPSTREAM_OVERFLOW,
             grpc,
         );
     };
     let tries = 1 + retry.retries;
-    let mut labels = cluster.labels.clone();
+    let mut labels = cluster.labels();
     let mut last = (503u16, ResponseFlags::NO_HEALTHY_UPSTREAM);
     let mut retried = false;
     let mut _retry_slot: Option<RetrySlot<'_>> = None;
@@ -208,7 +208,7 @@ pub async fn forward(
             break;
         };
         let ep = &cluster.endpoints[i];
-        labels = ep.labels.clone();
+        labels = cluster.endpoint_labels(i);
         guard.set_endpoint(&ep.state);
         let mut conn = match cluster.acquire(i, http2, metrics).await {
             Ok(c) => c,

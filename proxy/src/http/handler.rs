@@ -295,7 +295,10 @@ async fn outbound_request(
             total_weight,
         } => (dests, *total_weight),
     };
-    let wd = pick_weighted(dests, total);
+    let wd = match &vh.default {
+        Some(d) if dests.is_empty() => d,
+        _ => pick_weighted(dests, total),
+    };
     let Some(cluster) = snap.cluster_for(&wd.dest, port).cloned() else {
         return local_error(
             ctx,
@@ -323,7 +326,7 @@ async fn outbound_request(
                 };
                 return Forwarded {
                     response,
-                    labels: cluster.labels.clone(),
+                    labels: cluster.labels(),
                     flags,
                 };
             }
@@ -355,7 +358,7 @@ async fn outbound_request(
                     ctx,
                     400,
                     ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
-                    cluster.labels.clone(),
+                    cluster.labels(),
                 );
             }
         };
@@ -385,7 +388,7 @@ async fn outbound_request(
                     ctx,
                     504,
                     ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
-                    cluster.labels.clone(),
+                    cluster.labels(),
                 ),
             },
             None => sent.await,
@@ -425,7 +428,7 @@ async fn send(
             ctx,
             400,
             ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
-            cluster.labels.clone(),
+            cluster.labels(),
         );
     };
     forward::forward(cluster, t, retry, hash, h2, ctx.grpc, &ctx.snap.metrics).await

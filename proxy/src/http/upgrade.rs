@@ -39,12 +39,11 @@ pub async fn forward(
         let f = ResponseFlags::NO_HEALTHY_UPSTREAM;
         return Forwarded {
             response: local::reply(503, local::error_text(f), false),
-            labels: cluster.labels.clone(),
+            labels: cluster.labels(),
             flags: f,
         };
     };
-    let ep = &cluster.endpoints[i];
-    let labels = ep.labels.clone();
+    let labels = cluster.endpoint_labels(i);
     let fail = |f: ResponseFlags| Forwarded {
         response: local::reply(503, local::error_text(f), false),
         labels: labels.clone(),

@@ -1,6 +1,5 @@
 //! The peer-dependent part of Istio's metric labels, rendered once per pair of peers.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -155,22 +154,42 @@ pub(super) fn render(
     o
 }
 
+/// An interned label set, looked up by its text.
+struct Interned(Arc<LabelSet>);
+
+impl std::borrow::Borrow<str> for Interned {
+    fn borrow(&self) -> &str {
+        &self.0.text
+    }
+}
+impl PartialEq for Interned {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.text == o.0.text
+    }
+}
+impl Eq for Interned {}
+impl std::hash::Hash for Interned {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.text.hash(h)
+    }
+}
+
 /// Hands out one `Arc<LabelSet>` per distinct text, so series keyed by pointer never repeat.
 #[derive(Default)]
 pub(super) struct Interner {
-    sets: Mutex<HashMap<Box<str>, Arc<LabelSet>>>,
+    sets: Mutex<std::collections::HashSet<Interned>>,
 }
 
 impl Interner {
     pub(super) fn get(&self, text: String) -> Arc<LabelSet> {
         let mut sets = super::lock(&self.sets);
         if let Some(s) = sets.get(text.as_str()) {
-            return s.clone();
+            return s.0.clone();
         }
         let set = Arc::new(LabelSet {
-            text: text.clone().into_boxed_str(),
+            text: text.into_boxed_str(),
         });
-        sets.insert(text.into_boxed_str(), set.clone());
+        sets.insert(Interned(set.clone()));
         set
     }
 }

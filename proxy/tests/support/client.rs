@@ -194,7 +194,7 @@ pub fn raw_bytes(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (Vec<u8>, bo
         match s.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break false,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
         }
     };
     (out, closed)
