@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mesh-proxy against nginx and HAProxy as reverse proxies, in one run, on one machine.
 
-    bench/proxy.py [--seconds 10] [--rate 2000] [--services 1000] [--skip-install]
+    bench/proxy.py [--rounds 3] [--seconds 5] [--rate 2000] [--services 1000] [--skip-install]
 
 A fast backend (nginx, one worker, a fixed 200) stands behind each proxy in turn: nginx
 (one worker, upstream keepalive), HAProxy (one thread, connection reuse) and mesh-proxy (one
@@ -9,7 +9,9 @@ worker, with a config of --services services loaded), plus the direct path to th
 For each: p50/p90/p99 at a fixed rate (--rate req/s over 16 connections, open loop, by
 bench/loadgen), CPU-ms of the proxy's processes per 1,000 requests at that rate, RSS after
 the run, and max requests/s closed loop (wrk, 32 connections). The proxy runs on CPU 0, the
-backend and the load generators on CPU 1. Machines are noisy: read the ratios.
+backend and the load generators on CPU 1. The targets are measured round-robin, --rounds
+times, and each figure is the median of its rounds: machines are shared and noisy, read the
+ratios.
 
 Installs what it needs: nginx, haproxy and wrk from Debian, the load generator and
 mesh-proxy built with cargo (profile release-proxy).
@@ -220,40 +222,72 @@ def stop(p):
             p.wait()
 
 
-def measure(name, port, proc, loadgen, args):
-    wait_port(port)
-    # Warm up connections and caches.
-    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c16", "-d2s", "-H", "Host: bench", f"http://127.0.0.1:{port}/"], capture_output=True)
-    pids = tree(proc.pid) if proc else []
-    t0 = cpu_ticks(pids)
+def fixed_rate(port, loadgen, args):
     out = subprocess.run(
-        ["taskset", "-c", "1", loadgen, "--addr", f"127.0.0.1:{port}", "--host", "bench", "--connections", "16", "--rate", str(args.rate), "--seconds", str(args.seconds), "--warmup", "1"],
+        ["taskset", "-c", "1", loadgen, "--addr", f"127.0.0.1:{port}", "--host", "bench", "--connections", "16",
+         "--rate", str(args.rate), "--seconds", str(args.seconds), "--warmup", "1"],
         capture_output=True, text=True, check=True,
     ).stdout
-    t1 = cpu_ticks(pids)
-    fixed = json.loads(out)
-    rss = rss_kb(pids)
-    total_requests = fixed["requests"] + args.rate * 1  # the warm-up second is served too
-    cpu_ms_per_1k = ((t1 - t0) * 1000.0 / CLK_TCK) / (total_requests / 1000.0) if proc else float("nan")
+    return json.loads(out)
+
+
+def closed_loop(port, args):
     wrk = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{int(args.seconds)}s", "-H", "Host: bench", f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(next(l.split()[1] for l in wrk.splitlines() if l.startswith("Requests/sec")))
     errors = [l.strip() for l in wrk.splitlines() if "Non-2xx" in l or "Socket errors" in l]
-    r = {
-        "name": name,
-        "p50_ms": fixed["p50_ms"], "p90_ms": fixed["p90_ms"], "p99_ms": fixed["p99_ms"],
-        "fixed_rate_rps": fixed["rps"], "fixed_errors": fixed["errors"] + fixed["non_200"],
-        "cpu_ms_per_1k": cpu_ms_per_1k, "rss_mb": rss / 1024.0, "max_rps": rps, "wrk_errors": errors,
-    }
-    print(f"  {name}: {json.dumps(r)}", file=sys.stderr)
-    return r
+    return rps, errors
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def measure_all(targets, loadgen, args):
+    """Round-robin over the targets, --rounds times, so that background load on a shared
+    machine hits them alike; medians per target."""
+    runs = {name: [] for name, _, _ in targets}
+    idle = {}
+    for name, port, proc in targets:
+        wait_port(port)
+        time.sleep(0.5)
+        idle[name] = rss_kb(tree(proc.pid)) / 1024.0 if proc else float("nan")
+        # Warm up connections, pools and caches.
+        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d2s", "-H", "Host: bench", f"http://127.0.0.1:{port}/"], capture_output=True)
+    for r in range(args.rounds):
+        for name, port, proc in targets:
+            pids = tree(proc.pid) if proc else []
+            t0 = cpu_ticks(pids)
+            fixed = fixed_rate(port, loadgen, args)
+            t1 = cpu_ticks(pids)
+            served = fixed["requests"] + args.rate * 1  # the warm-up second is served too
+            cpu = ((t1 - t0) * 1000.0 / CLK_TCK) / (served / 1000.0) if proc else float("nan")
+            rps, errors = closed_loop(port, args)
+            run = {"p50_ms": fixed["p50_ms"], "p90_ms": fixed["p90_ms"], "p99_ms": fixed["p99_ms"],
+                   "fixed_errors": fixed["errors"] + fixed["non_200"], "cpu_ms_per_1k": cpu, "max_rps": rps,
+                   "wrk_errors": errors}
+            runs[name].append(run)
+            print(f"  round {r + 1} {name}: {json.dumps(run)}", file=sys.stderr)
+    results = []
+    for name, port, proc in targets:
+        rs = runs[name]
+        results.append({
+            "name": name,
+            **{k: median([x[k] for x in rs]) for k in ("p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_1k", "max_rps")},
+            "rss_mb": rss_kb(tree(proc.pid)) / 1024.0 if proc else float("nan"),
+            "rss_idle_mb": idle[name],
+            "errors": sum(x["fixed_errors"] for x in rs) + sum(len(x["wrk_errors"]) for x in rs),
+        })
+    return results
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--skip-install", action="store_true")
@@ -263,59 +297,55 @@ def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     d = tempfile.mkdtemp(prefix="proxy-bench-")
-    results = []
     bport = free_port()
     with open(f"{d}/backend.conf", "w") as f:
         f.write(NGINX_BACKEND.format(dir=d, port=bport))
-    backend = start([nginx, "-c", f"{d}/backend.conf", "-p", d], 1)
+    procs = []
     try:
+        backend = start([nginx, "-c", f"{d}/backend.conf", "-p", d], 1)
+        procs.append(backend)
         wait_port(bport)
-        print(f"backend on {bport}; measuring ({args.seconds}s per phase)", file=sys.stderr)
-        results.append(measure("direct", bport, None, loadgen, args))
-
+        targets = [("direct", bport, None)]
+        # The proxies all run at once, each on CPU 0; only the one under test is busy.
         port = free_port()
         with open(f"{d}/nginx.conf", "w") as f:
             f.write(NGINX_PROXY.format(dir=d, port=port, backend=bport))
-        p = start([nginx, "-c", f"{d}/nginx.conf", "-p", d], 0)
-        try:
-            results.append(measure("nginx", port, p, loadgen, args))
-        finally:
-            stop(p)
-
+        procs.append(start([nginx, "-c", f"{d}/nginx.conf", "-p", d], 0))
+        targets.append(("nginx", port, procs[-1]))
         port = free_port()
         with open(f"{d}/haproxy.cfg", "w") as f:
             f.write(HAPROXY.format(port=port, backend=bport))
-        p = start([haproxy, "-f", f"{d}/haproxy.cfg"], 0)
-        try:
-            results.append(measure("haproxy", port, p, loadgen, args))
-        finally:
-            stop(p)
-
+        procs.append(start([haproxy, "-f", f"{d}/haproxy.cfg"], 0))
+        targets.append(("haproxy", port, procs[-1]))
         port = free_port()
         with open(f"{d}/mesh.yaml", "w") as f:
             f.write(mesh_config(port, bport, args.services))
-        p = start([mesh_proxy, "run", "--config", f"{d}/mesh.yaml", "--workers", "1", "--log-level", "warn",
-                   "--admin", f"127.0.0.1:{free_port()}", "--health", f"127.0.0.1:{free_port()}", "--metrics", f"127.0.0.1:{free_port()}"], 0)
-        try:
-            results.append(measure(f"mesh-proxy ({args.services} services)", port, p, loadgen, args))
-        finally:
-            stop(p)
+        procs.append(start([mesh_proxy, "run", "--config", f"{d}/mesh.yaml", "--workers", "1", "--log-level", "warn",
+                            "--admin", f"127.0.0.1:{free_port()}", "--health", f"127.0.0.1:{free_port()}",
+                            "--metrics", f"127.0.0.1:{free_port()}"], 0))
+        targets.append((f"mesh-proxy ({args.services} services)", port, procs[-1]))
+        print(f"backend on {bport}; {args.rounds} rounds of {args.seconds:g}s per phase", file=sys.stderr)
+        results = measure_all(targets, loadgen, args)
     finally:
-        stop(backend)
+        for p in reversed(procs):
+            stop(p)
         shutil.rmtree(d, ignore_errors=True)
 
     by = {r["name"].split(" ")[0]: r for r in results}
     mp = by["mesh-proxy"]
     print()
-    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU-ms/1k':>10} {'RSS MB':>8} {'max req/s':>10}")
+    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU-ms/1k':>10} {'RSS idle':>9} {'RSS load':>9} {'max req/s':>10}")
     for r in results:
-        print(f"{r['name']:28} {r['p50_ms']:8.3f} {r['p90_ms']:8.3f} {r['p99_ms']:8.3f} {r['cpu_ms_per_1k']:10.1f} {r['rss_mb']:8.1f} {r['max_rps']:10.0f}")
+        print(f"{r['name']:28} {r['p50_ms']:8.3f} {r['p90_ms']:8.3f} {r['p99_ms']:8.3f} {r['cpu_ms_per_1k']:10.1f} "
+              f"{r['rss_idle_mb']:8.1f}M {r['rss_mb']:8.1f}M {r['max_rps']:10.0f}")
     print()
     for peer in ("nginx", "haproxy"):
         o = by[peer]
         print(f"mesh-proxy / {peer}: max req/s {mp['max_rps'] / o['max_rps']:.2f}x, p99 {mp['p99_ms'] / o['p99_ms']:.2f}x, "
               f"CPU per 1k {mp['cpu_ms_per_1k'] / o['cpu_ms_per_1k']:.2f}x, RSS {mp['rss_mb'] / o['rss_mb']:.2f}x")
     print("targets: max req/s >= 1.1x nginx, p99 <= nginx, CPU per 1k <= 0.8x nginx, RSS < 10 MB")
+    print("(RSS idle: started with the config, before any load; RSS load: after the rounds, with the")
+    print(" 32 connections of the closed-loop runs still pooled)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
