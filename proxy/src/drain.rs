@@ -15,6 +15,9 @@ pub struct Drain {
 
 struct Inner {
     signal: watch::Sender<bool>,
+    /// Woken once when the drain starts (cheaper to poll, per connection, than the watch).
+    started: Notify,
+    draining: std::sync::atomic::AtomicBool,
     active: AtomicUsize,
     idle: Notify,
 }
@@ -24,6 +27,8 @@ impl Default for Drain {
         Drain {
             inner: Arc::new(Inner {
                 signal: watch::channel(false).0,
+                started: Notify::new(),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
             }),
@@ -58,13 +63,20 @@ impl Drain {
 
     /// Resolves once a drain has started.
     pub async fn signaled(&self) {
-        let mut rx = self.inner.signal.subscribe();
-        let _ = rx.wait_for(|d| *d).await;
+        let started = self.inner.started.notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if self.inner.draining.load(Ordering::Acquire) {
+            return;
+        }
+        started.await;
     }
 
     /// Starts the drain and waits until no connection is left, or `timeout`; true if all ended.
     pub async fn drain(&self, timeout: Duration) -> bool {
         self.inner.signal.send_replace(true);
+        self.inner.draining.store(true, Ordering::Release);
+        self.inner.started.notify_waiters();
         let wait = async {
             loop {
                 let idle = self.inner.idle.notified();

@@ -2,7 +2,6 @@
 //! conditions hold. Everything that can be decided from the config alone (regexes, header names,
 //! source labels) is decided here, once per snapshot.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -728,7 +727,7 @@ fn istio_rewrite_to_regex_replacement(s: &str) -> String {
 /// Host name → virtual host, for one port (or one gateway).
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, Arc<VirtualHost>>,
+    exact: rustc_hash::FxHashMap<String, Arc<VirtualHost>>,
     /// `*.example.com` as `.example.com`, longest first.
     suffixes: Vec<(String, Arc<VirtualHost>)>,
     any: Option<Arc<VirtualHost>>,

@@ -141,8 +141,8 @@ pub struct Snapshot {
     outbound_labels: Arc<LabelContext>,
     inbound_labels: Arc<LabelContext>,
     pub services: Vec<ServiceEntry>,
-    by_host: HashMap<String, usize>,
-    by_vip: HashMap<(IpAddr, u16), usize>,
+    by_host: rustc_hash::FxHashMap<String, usize>,
+    by_vip: rustc_hash::FxHashMap<(IpAddr, u16), usize>,
     /// Outbound HTTP routing by destination port.
     pub http_by_port: HashMap<u16, RouteTable>,
     /// Plain listeners without a gateway: mesh routes of every port.
@@ -250,8 +250,8 @@ impl Snapshot {
             .collect();
 
         let mut services = Vec::with_capacity(config.services.len());
-        let mut by_host = HashMap::new();
-        let mut by_vip = HashMap::new();
+        let mut by_host = rustc_hash::FxHashMap::default();
+        let mut by_vip = rustc_hash::FxHashMap::default();
         for (idx, s) in config.services.iter().enumerate() {
             let labels = Arc::new(service_labels(s));
             services.push(ServiceEntry {
@@ -632,7 +632,7 @@ impl Snapshot {
 
     /// What the next snapshot takes over: clusters built here or carried here, of services
     /// the next config still has.
-    fn carry_forward(&self, next_hosts: &HashMap<String, usize>) -> Carry {
+    fn carry_forward(&self, next_hosts: &rustc_hash::FxHashMap<String, usize>) -> Carry {
         let built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         let mut clusters = HashMap::new();
         for (name, c) in self.carried.clusters.iter().chain(built.clusters.iter()) {

@@ -187,7 +187,8 @@ impl Cluster {
             }
             if let Some(slot) = try_reserve_connection(&self.state, policy.max_connections) {
                 drop(pending.take());
-                return self.open(ep.addr, &ep.state, http2, slot, metrics).await;
+                // Boxed: new connections are rare with pooling, and their handshake state is big.
+                return Box::pin(self.open(ep.addr, &ep.state, http2, slot, metrics)).await;
             }
             // At the limit: an idle connection to another endpoint can make room.
             if self.evict_idle() {

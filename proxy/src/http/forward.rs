@@ -65,15 +65,46 @@ impl Template {
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION).cloned() {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',').map(str::trim) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(n) = header::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                {
-                    h.remove(n);
+    static KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: header::HeaderName =
+        header::HeaderName::from_static("proxy-connection");
+    // One pass over the (few) headers finds what there is to remove; usually nothing, or only
+    // `Connection: keep-alive`, and a lookup per candidate name would cost more.
+    const CONN: u8 = 1;
+    const TE: u8 = 2;
+    const OTHER: u8 = 4;
+    let mut found = 0u8;
+    for name in h.keys() {
+        if name == header::CONNECTION {
+            found |= CONN;
+        } else if name == header::TE {
+            found |= TE;
+        } else if name == header::TRANSFER_ENCODING
+            || (name == header::UPGRADE && !keep_upgrade)
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+        {
+            found |= OTHER;
+        }
+    }
+    if found == 0 {
+        return;
+    }
+    if found & CONN != 0 {
+        if let Some(conn) = h.get(header::CONNECTION).cloned() {
+            if let Ok(list) = conn.to_str() {
+                for name in list.split(',').map(str::trim) {
+                    let plain = name.eq_ignore_ascii_case("keep-alive")
+                        || name.eq_ignore_ascii_case("close")
+                        || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
+                    if plain {
+                        continue;
+                    }
+                    if let Ok(n) =
+                        header::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    {
+                        h.remove(n);
+                    }
                 }
             }
         }
@@ -81,13 +112,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             h.remove(header::CONNECTION);
         }
     }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
-    h.remove(header::TRANSFER_ENCODING);
-    if !keep_upgrade {
-        h.remove(header::UPGRADE);
+    if found & OTHER != 0 {
+        h.remove(&KEEP_ALIVE);
+        h.remove(&PROXY_CONNECTION);
+        h.remove(header::TRANSFER_ENCODING);
+        if !keep_upgrade {
+            h.remove(header::UPGRADE);
+        }
     }
-    if h.get(header::TE).is_some_and(|v| v != "trailers") {
+    if found & TE != 0 && h.get(header::TE).is_some_and(|v| v != "trailers") {
         h.remove(header::TE);
     }
 }
@@ -96,32 +129,41 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 /// HTTP/1.1, absolute URI for HTTP/2.
 pub fn prepare(req: &mut Request<ReqBody>, authority: &str, http2: bool) {
     strip_hop_by_hop(req.headers_mut(), false);
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
     if http2 {
         *req.version_mut() = Version::HTTP_2;
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(pq.as_str())
-            .build()
-            .or_else(|_| {
-                Uri::builder()
-                    .scheme("http")
-                    .authority("localhost")
-                    .path_and_query(pq.as_str())
-                    .build()
-            });
-        if let Ok(u) = uri {
-            *req.uri_mut() = u;
+        if req.uri().scheme().is_none() || req.uri().authority().is_none() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(pq.as_str())
+                .build()
+                .or_else(|_| {
+                    Uri::builder()
+                        .scheme("http")
+                        .authority("localhost")
+                        .path_and_query(pq.as_str())
+                        .build()
+                });
+            if let Ok(u) = uri {
+                *req.uri_mut() = u;
+            }
         }
         req.headers_mut().remove(header::HOST);
     } else {
         *req.version_mut() = Version::HTTP_11;
+        // An HTTP/1.1 client's request is in origin form already; only HTTP/2's absolute
+        // URIs need cutting down.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
             if let Ok(u) = pq.parse::<Uri>() {
                 *req.uri_mut() = u;
             }
@@ -234,7 +276,7 @@ pub async fn forward(
         };
         let sent = conn.send(req);
         let result = match retry.per_try_timeout {
-            Some(t) => tokio::time::timeout(t, sent).await.ok(),
+            Some(t) => Box::pin(tokio::time::timeout(t, sent)).await.ok(),
             None => Some(sent.await),
         };
         let replay = template.replayable() && attempt + 1 < tries;

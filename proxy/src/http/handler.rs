@@ -49,19 +49,40 @@ pub fn inbound_target(snap: &Snapshot, dst: SocketAddr) -> SocketAddr {
     }
 }
 
-fn authority_of(parts: &http::request::Parts) -> String {
-    parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
+/// The request's authority (`:authority` or `Host`), holding the request's own bytes rather
+/// than a copy.
+#[derive(Clone)]
+enum Authority {
+    Uri(http::uri::Authority),
+    Header(HeaderValue),
+    None,
+}
+
+impl Authority {
+    fn as_str(&self) -> &str {
+        match self {
+            Authority::Uri(a) => a.as_str(),
+            Authority::Header(h) => h.to_str().unwrap_or(""),
+            Authority::None => "",
+        }
+    }
+}
+
+impl std::ops::Deref for Authority {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+fn authority_of(parts: &http::request::Parts) -> Authority {
+    if let Some(a) = parts.uri.authority() {
+        return Authority::Uri(a.clone());
+    }
+    match parts.headers.get(header::HOST) {
+        Some(h) => Authority::Header(h.clone()),
+        None => Authority::None,
+    }
 }
 
 struct Ctx<'a> {
@@ -336,12 +357,16 @@ async fn outbound_request(
     rewrite(route, &mut parts, prefix_len, has_uri_match);
     route.request_headers.apply(&mut parts.headers);
     wd.request_headers.apply(&mut parts.headers);
-    let authority = authority_of(&parts);
+    let authority = if route.rewrite_authority.is_some() {
+        authority_of(&parts)
+    } else {
+        authority
+    };
 
     let (hash, set_cookie) = hash_for(&cluster, &parts, ctx.info);
     let replay = route.retry.retries_responses() || !route.mirrors.is_empty();
     let mut f = if upgrade::is_upgrade(&parts) {
-        forward_upgrade(ctx, &cluster, parts, body, hash).await
+        Box::pin(forward_upgrade(ctx, &cluster, parts, body, hash)).await
     } else {
         let template = match template(
             parts,
@@ -382,7 +407,8 @@ async fn outbound_request(
             &snap.metrics,
         );
         match route.timeout {
-            Some(t) => match tokio::time::timeout(t, sent).await {
+            // Boxed: only routes with a timeout pay for the timer and the bigger future.
+            Some(t) => match Box::pin(tokio::time::timeout(t, sent)).await {
                 Ok(f) => f,
                 Err(_) => local_error(
                     ctx,
@@ -420,7 +446,7 @@ async fn send(
     replay: bool,
 ) -> Forwarded {
     if upgrade::is_upgrade(&parts) {
-        return forward_upgrade(ctx, cluster, parts, body, hash).await;
+        return Box::pin(forward_upgrade(ctx, cluster, parts, body, hash)).await;
     }
     let h2 = forward::upstream_h2(cluster, ctx.client_h2);
     let Ok(t) = template(parts, body, replay, authority, h2).await else {

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use mesh_proxy_config::{self as cfg, Capture, Protocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -213,7 +212,7 @@ fn declared(snap: &Snapshot, spec: &cfg::Listener, destination: SocketAddr) -> O
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     spec: &cfg::Listener,
     snap: Arc<Snapshot>,
@@ -254,27 +253,42 @@ async fn serve_connection(
         destination,
         tcp_destination: spec.destination.clone(),
     });
-    let (detected, prefix) = match declared(&snap, spec, destination) {
-        Some(Protocol::Tcp) => (Detected::Tcp, BytesMut::new()),
-        // HTTP ports still read the first bytes to tell HTTP/1.1 from HTTP/2 prior knowledge;
+    let detected = match declared(&snap, spec, destination) {
+        Some(Protocol::Tcp) => Detected::Tcp,
+        // HTTP ports still look at the first bytes to tell HTTP/1.1 from HTTP/2 prior knowledge;
         // a client silent for the header read timeout is dropped.
-        Some(_) => match sniff::detect(&mut stream, snap.limits.header_read_timeout.get()).await {
-            Ok((Detected::Tcp, p)) if p.is_empty() => return,
-            Ok((Detected::Http2, p)) => (Detected::Http2, p),
-            Ok((_, p)) => (Detected::Http1, p),
+        Some(_) => match sniff::detect(&stream, snap.limits.header_read_timeout.get()).await {
+            Ok(Detected::Http2) => Detected::Http2,
+            Ok(Detected::Tcp) if !has_data(&stream).await => return,
+            Ok(_) => Detected::Http1,
             Err(_) => return,
         },
-        None => match sniff::detect(&mut stream, snap.detection_timeout).await {
+        None => match sniff::detect(&stream, snap.detection_timeout).await {
             Ok(d) => d,
             Err(_) => return,
         },
     };
-    let io = sniff::Prefixed::new(prefix, stream);
     match detected {
-        Detected::Tcp => crate::tcp::proxy(io, info, snap).await,
+        Detected::Tcp => crate::tcp::proxy(stream, info, snap).await,
         Detected::Http1 | Detected::Http2 => {
-            crate::http::server::serve(io, detected == Detected::Http2, info, snap, store, drain)
-                .await
+            crate::http::server::serve(
+                stream,
+                detected == Detected::Http2,
+                info,
+                snap,
+                store,
+                drain,
+            )
+            .await
         }
     }
+}
+
+/// Whether the client sent anything at all (without waiting).
+async fn has_data(stream: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(
+        tokio::time::timeout(std::time::Duration::ZERO, stream.peek(&mut b)).await,
+        Ok(Ok(n)) if n > 0
+    )
 }

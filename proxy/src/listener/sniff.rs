@@ -1,13 +1,9 @@
 //! Protocol detection: read the first bytes (within a timeout) and decide between HTTP/1.x,
-//! HTTP/2 with prior knowledge, and opaque TCP. The bytes read are replayed by [`Prefixed`].
+//! HTTP/2 with prior knowledge, and opaque TCP.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,82 +43,28 @@ pub fn classify(prefix: &[u8]) -> Option<Detected> {
     }
 }
 
-/// Reads until the protocol is known or `timeout` passes (then: TCP, as for server-first
-/// protocols). Returns what was read, to be replayed.
-pub async fn detect(stream: &mut TcpStream, timeout: Duration) -> io::Result<(Detected, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(64);
+/// Peeks at the first bytes (leaving them in the socket for the protocol that reads them)
+/// until the protocol is known or `timeout` passes (then: TCP, as for server-first protocols).
+/// Peeking rather than reading keeps the stream unwrapped for the fast path.
+pub async fn detect(stream: &TcpStream, timeout: Duration) -> io::Result<Detected> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; H2_PREFACE.len()];
     loop {
-        if let Some(d) = classify(&buf) {
-            return Ok((d, buf));
-        }
-        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
-            Err(_) => return Ok((Detected::Tcp, buf)),
-            Ok(Ok(0)) => return Ok((Detected::Tcp, buf)),
-            Ok(Ok(_)) => {}
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Err(_) => return Ok(Detected::Tcp),
+            Ok(Ok(0)) => return Ok(Detected::Tcp),
+            Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e),
+        };
+        if let Some(d) = classify(&buf[..n]) {
+            return Ok(d);
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A stream whose first bytes were already read; they are handed out again first.
-    pub struct Prefixed<S> {
-        prefix: BytesMut,
-        #[pin]
-        inner: S,
-    }
-}
-
-impl<S> Prefixed<S> {
-    pub fn new(prefix: BytesMut, inner: S) -> Self {
-        Prefixed { prefix, inner }
-    }
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: AsyncRead> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(out.remaining());
-            out.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
+        // Too few bytes to tell. The socket stays readable while they sit there, so wait a
+        // little for more instead of spinning (rare: clients send a request line at once).
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Detected::Tcp);
         }
-        this.inner.poll_read(cx, out)
-    }
-}
-
-impl<S: AsyncWrite> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

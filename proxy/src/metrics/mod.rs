@@ -10,7 +10,6 @@ mod flags;
 mod labels;
 mod render;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -128,8 +127,8 @@ pub struct ServerStats {
 /// Every metric the proxy serves.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<RequestKey, RequestSeries>>,
-    tcp: Mutex<HashMap<TcpKey, TcpSeries>>,
+    requests: Mutex<rustc_hash::FxHashMap<RequestKey, RequestSeries>>,
+    tcp: Mutex<rustc_hash::FxHashMap<TcpKey, TcpSeries>>,
     pub server: ServerStats,
     interner: labels::Interner,
 }
