@@ -41,7 +41,10 @@ pub struct ProxyConfig {
     /// What to do with outbound traffic to destinations no service covers.
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     /// Sockets to listen on. Default: outbound capture on 0.0.0.0:15001, inbound on 0.0.0.0:15006.
-    #[serde(deserialize_with = "listeners")]
+    #[serde(
+        deserialize_with = "listeners",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listeners: Option<Vec<Listener>>,
     pub inbound: Inbound,
     pub services: Vec<Service>,

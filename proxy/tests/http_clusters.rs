@@ -650,3 +650,82 @@ async fn http2_upstreams_by_policy_port_name_or_client_protocol() {
     assert_eq!(r.status, 200);
     assert_eq!(a.last().unwrap().version, "HTTP/1.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_retries_caps_retries_in_flight() {
+    let a = backend::start("a").await;
+    let port = free_port();
+    let p = Proxy::start(&config(
+        port,
+        &[a.port()],
+        &format!(
+            "{}{}",
+            dr("      connectionPool:\n        http: {maxRetries: 0}\n"),
+            vs("        retries: {attempts: 3, retryOn: 5xx}\n"),
+        ),
+    ));
+    let r = client::send(addr(port), get("s", "/?fail=1&key=m1")).await;
+    assert_eq!(r.status, 503, "no retry budget: the first answer is final");
+    assert_eq!(a.seen().iter().filter(|s| s.path.contains("m1")).count(), 1);
+    drop(p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejected_endpoints_return_after_the_ejection_time_and_max_percent_holds() {
+    let good = backend::start("good").await;
+    let dead = free_port();
+    let port = free_port();
+    let p = Proxy::start(&config(
+        port,
+        &[good.port(), dead],
+        &format!(
+            "{}{}",
+            dr("      loadBalancer: {simple: ROUND_ROBIN}\n      outlierDetection: {consecutiveGatewayErrors: 1, interval: 100ms, baseEjectionTime: 1s, maxEjectionPercent: 100}\n"),
+            vs("        retries: {attempts: 0}\n"),
+        ),
+    ));
+    let px = addr(port);
+    let mut failures = 0;
+    for _ in 0..10 {
+        if client::send(px, get("s", "/")).await.status != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 1, "ejected after its first failure");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut failures = 0;
+    for _ in 0..10 {
+        if client::send(px, get("s", "/")).await.status != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(
+        failures, 1,
+        "back after baseEjectionTime, failed, ejected again (now for 2s)"
+    );
+    let clusters = client::blocking_get(p.admin, "/clusters").unwrap();
+    assert!(clusters.contains("times_ejected=2"), "{clusters}");
+    drop(p);
+
+    // Two dead endpoints of three, at most 34% ejected: only one of them can be out at once.
+    let dead2 = free_port();
+    let port = free_port();
+    let _p = Proxy::start(&config(
+        port,
+        &[good.port(), dead, dead2],
+        &format!(
+            "{}{}",
+            dr("      loadBalancer: {simple: ROUND_ROBIN}\n      outlierDetection: {consecutiveGatewayErrors: 1, baseEjectionTime: 30s, maxEjectionPercent: 34}\n"),
+            vs("        retries: {attempts: 0}\n"),
+        ),
+    ));
+    let mut failures = 0;
+    for _ in 0..20 {
+        if client::send(addr(port), get("s", "/")).await.status != 200 {
+            failures += 1;
+        }
+    }
+    // Round robin over [good, dead, dead2]: the first dead one is ejected at once; the second
+    // can not be, and takes the ejected one's turns as well: 2 of every 3 requests fail.
+    assert_eq!(failures, 13, "one dead endpoint stays in rotation");
+}
