@@ -15,6 +15,13 @@ impl Cluster {
         if n == 0 {
             return None;
         }
+        // Without outlier detection nothing is ejected; one endpoint is the only choice.
+        if self.policy.outlier.is_none() {
+            if n == 1 {
+                return Some(0);
+            }
+            return self.pick_among(hash, |_| true);
+        }
         let now = outlier::now_ms();
         let healthy = |i: usize| {
             self.endpoints[i]
@@ -31,6 +38,10 @@ impl Cluster {
             _ => false,
         };
         let ok = |i: usize| use_all || healthy(i);
+        self.pick_among(hash, ok)
+    }
+
+    fn pick_among(&self, hash: Option<u64>, ok: impl Fn(usize) -> bool) -> Option<usize> {
         match (&self.policy.lb, hash) {
             (LbPolicy::ConsistentHash(_), Some(h)) => self.rendezvous(h, ok),
             (LbPolicy::RoundRobin, _) | (LbPolicy::ConsistentHash(_), None) => {

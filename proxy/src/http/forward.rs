@@ -91,22 +91,24 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     if found & CONN != 0 {
-        if let Some(conn) = h.get(header::CONNECTION).cloned() {
-            if let Ok(list) = conn.to_str() {
-                for name in list.split(',').map(str::trim) {
-                    let plain = name.eq_ignore_ascii_case("keep-alive")
-                        || name.eq_ignore_ascii_case("close")
-                        || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
-                    if plain {
-                        continue;
-                    }
+        // Usually just `keep-alive` or `close`; only other tokens name headers to drop.
+        let mut named: Vec<header::HeaderName> = Vec::new();
+        if let Some(list) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+            for name in list.split(',').map(str::trim) {
+                let plain = name.eq_ignore_ascii_case("keep-alive")
+                    || name.eq_ignore_ascii_case("close")
+                    || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
+                if !plain {
                     if let Ok(n) =
                         header::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                     {
-                        h.remove(n);
+                        named.push(n);
                     }
                 }
             }
+        }
+        for n in named {
+            h.remove(n);
         }
         if !keep_upgrade {
             h.remove(header::CONNECTION);
