@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mesh-proxy against nginx and HAProxy as reverse proxies, in one run, on one machine.
 
-    bench/proxy.py [--rounds 3] [--seconds 5] [--rate 2000] [--services 1000] [--skip-install]
+    bench/proxy.py [--rounds 7] [--seconds 3] [--rate 2000] [--services 1000] [--skip-install]
 
 A fast backend (nginx, one worker, a fixed 200) stands behind each proxy in turn: nginx
 (one worker, upstream keepalive), HAProxy (one thread, connection reuse) and mesh-proxy (one
@@ -286,8 +286,8 @@ def measure_all(targets, loadgen, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--skip-install", action="store_true")

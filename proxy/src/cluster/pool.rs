@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -66,7 +66,6 @@ pub struct PooledConn {
     endpoint: Arc<EndpointState>,
     uses: u32,
     max_uses: u32,
-    idle_timeout: Duration,
     cluster: Arc<ClusterState>,
 }
 
@@ -103,7 +102,6 @@ impl PooledConn {
                 self.cluster.released.notify_waiters();
             }
         }
-        let _ = self.idle_timeout;
     }
 
     /// The exchange broke off: an HTTP/1.1 connection in that state cannot be reused.
@@ -214,7 +212,6 @@ impl Cluster {
             endpoint: ep.state.clone(),
             uses,
             max_uses: policy.max_requests_per_connection,
-            idle_timeout: policy.idle_timeout,
             cluster: self.state.clone(),
         };
         if http2 {
@@ -298,7 +295,6 @@ impl Cluster {
             endpoint: ep.clone(),
             uses: 1,
             max_uses: self.policy.max_requests_per_connection,
-            idle_timeout: self.policy.idle_timeout,
             cluster: self.state.clone(),
         })
     }
