@@ -85,12 +85,15 @@ async fn retries_by_kind_with_attempt_limit() {
     let cfg = config(
         port,
         &[a.port()],
-        &format!(
+        &(format!(
             "virtualServices:\n  - hosts: [s.test.svc.cluster.local]\n    http:\n{}{}{}",
             "      - match: [{uri: {prefix: /gw}}]\n        retries: {attempts: 3, retryOn: gateway-error}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n",
             "      - match: [{uri: {prefix: /codes}}]\n        retries: {attempts: 3, retryOn: 'retriable-status-codes,409'}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n",
             "      - match: [{uri: {prefix: /off}}]\n        retries: {attempts: 0}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n",
-        ),
+        ) + "      - match: [{uri: {prefix: /r4}}]\n        retries: {attempts: 2, retryOn: retriable-4xx}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n"
+            + "      - match: [{uri: {prefix: /reset}}]\n        retries: {attempts: 2, retryOn: reset}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n"
+            + "      - match: [{uri: {prefix: /noreset}}]\n        retries: {attempts: 2, retryOn: 5xx}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n"
+            + "      - match: [{uri: {prefix: /gwreset}}]\n        retries: {attempts: 2, retryOn: gateway-error}\n        route: [{destination: {host: s.test.svc.cluster.local}}]\n"),
     );
     let p = Proxy::start(&cfg);
     let px = addr(port);

@@ -231,7 +231,32 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let st = st.clone();
-                    async move { Ok::<_, Infallible>(answer(st, conn, req).await) }
+                    async move {
+                        // `?reset=N&key=K`: the first N such requests get no answer; the
+                        // connection is dropped (the proxy sees a reset).
+                        let q = req.uri().query().unwrap_or("").to_owned();
+                        if let (Some(n), Some(key)) = (
+                            query(&q, "reset").and_then(|v| v.parse::<u32>().ok()),
+                            query(&q, "key"),
+                        ) {
+                            let mut f = st.failures.lock().unwrap();
+                            let c = f.entry(format!("reset:{key}")).or_insert(0);
+                            if *c < n {
+                                *c += 1;
+                                drop(f);
+                                st.seen.lock().unwrap().push(Seen {
+                                    method: req.method().to_string(),
+                                    path: req.uri().to_string(),
+                                    version: String::new(),
+                                    headers: req.headers().clone(),
+                                    body: Bytes::new(),
+                                    conn,
+                                });
+                                return Err(std::io::Error::other("reset on purpose"));
+                            }
+                        }
+                        Ok::<_, std::io::Error>(answer(st, conn, req).await)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)
