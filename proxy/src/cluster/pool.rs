@@ -281,6 +281,7 @@ impl Cluster {
             Sender::H2(sender)
         } else {
             let (sender, conn) = http1::Builder::new()
+                .writev(false)
                 .handshake(io)
                 .await
                 .map_err(|source| PoolError::Handshake { addr, source })?;
