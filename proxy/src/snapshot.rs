@@ -711,3 +711,40 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Snapshot {
+        let cfg = cfg::ProxyConfig::from_yaml(yaml, "t.yaml").expect("valid");
+        Snapshot::build(cfg, 1, Metrics::new(), None, None)
+    }
+
+    #[test]
+    fn tcp_routes_send_a_vip_elsewhere() {
+        let s = build(
+            "services:
+  - host: routed.t.svc.cluster.local
+    addresses: [10.0.0.14]
+    ports: [{number: 7000, name: tcp}]
+    endpoints: [{address: 10.1.0.1, port: 1}]
+  - host: elsewhere.t.svc.cluster.local
+    ports: [{number: 7000, name: tcp}]
+    endpoints: [{address: 10.1.0.2, port: 2}]
+virtualServices:
+  - hosts: [routed.t.svc.cluster.local]
+    tcp:
+      - match: [{port: 7000}]
+        route: [{destination: {host: elsewhere.t.svc.cluster.local}}]
+",
+        );
+        let svc = s
+            .service_by_vip("10.0.0.14:7000".parse().unwrap())
+            .expect("by VIP");
+        assert_eq!(svc.tcp_routes.len(), 1);
+        let d = &svc.tcp_routes[0].dests[0].0;
+        let c = s.cluster_for(d, 7000).expect("cluster");
+        assert_eq!(c.endpoints[0].addr.to_string(), "10.1.0.2:2");
+    }
+}

@@ -407,7 +407,7 @@ fn pod_tcp(
     })
 }
 
-fn outbound_config(pod: &Pod, web: u16, banner: u16, mode: &str) -> String {
+fn outbound_config(pod: &Pod, web: u16, banner: u16, routed: u16, mode: &str) -> String {
     let h = &pod.host_ip;
     format!(
         "outboundTrafficPolicy: {{mode: {mode}}}
@@ -427,6 +427,22 @@ services:
     addresses: [10.99.0.12]
     ports: [{{number: 6000, name: custom}}]
     endpoints: [{{address: {h}, port: {banner}}}]
+  - host: by-app-protocol.test.svc.cluster.local
+    addresses: [10.99.0.13]
+    ports: [{{number: 6001, name: custom, appProtocol: tcp}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: routed.test.svc.cluster.local
+    addresses: [10.99.0.14]
+    ports: [{{number: 7000, name: tcp}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: elsewhere.test.svc.cluster.local
+    ports: [{{number: 7000, name: tcp}}]
+    endpoints: [{{address: {h}, port: {routed}}}]
+virtualServices:
+  - hosts: [routed.test.svc.cluster.local]
+    tcp:
+      - match: [{{port: 7000}}]
+        route: [{{destination: {{host: elsewhere.test.svc.cluster.local}}}}]
 "
     )
 }
@@ -441,9 +457,11 @@ async fn outbound_capture_routes_by_service_passes_through_or_blocks_unknown() {
     let banner =
         support::backend::tcp_echo_on(SocketAddr::new(host, 0), Some(b"220 hello\r\n")).await;
     let echo = support::backend::tcp_echo_on(SocketAddr::new(host, 0), None).await;
+    let routed =
+        support::backend::tcp_echo_on(SocketAddr::new(host, 0), Some(b"220 routed\r\n")).await;
     let p = proxy_in(
         &pod,
-        &outbound_config(&pod, web.port(), banner.port(), "ALLOW_ANY"),
+        &outbound_config(&pod, web.port(), banner.port(), routed.port(), "ALLOW_ANY"),
     );
 
     // HTTP to a service's VIP: routed by Host to its endpoint.
@@ -460,6 +478,14 @@ async fn outbound_capture_routes_by_service_passes_through_or_blocks_unknown() {
     let (got, took) = pod_tcp(&pod, "10.99.0.12:6000", b"", 11, Duration::from_secs(5));
     assert_eq!(&got, b"220 hello\r\n");
     assert!(took >= Duration::from_secs(2), "{took:?}");
+
+    // appProtocol declares TCP where the name does not.
+    let (got, took) = pod_tcp(&pod, "10.99.0.13:6001", b"", 11, Duration::from_secs(5));
+    assert_eq!(&got, b"220 hello\r\n");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // A VirtualService TCP route sends the VIP's connections to another service.
+    let (got, _) = pod_tcp(&pod, "10.99.0.14:7000", b"", 12, Duration::from_secs(5));
+    assert_eq!(&got, b"220 routed\r\n");
 
     // ALLOW_ANY: unknown destinations pass through, HTTP and TCP.
     let r = pod_http(
@@ -511,6 +537,7 @@ async fn outbound_capture_routes_by_service_passes_through_or_blocks_unknown() {
         &pod,
         web.port(),
         banner.port(),
+        routed.port(),
         "REGISTRY_ONLY",
     ));
     let before = elsewhere.count();
