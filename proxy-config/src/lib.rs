@@ -41,7 +41,10 @@ pub struct ProxyConfig {
     /// What to do with outbound traffic to destinations no service covers.
     pub outbound_traffic_policy: OutboundTrafficPolicy,
     /// Sockets to listen on. Default: outbound capture on 0.0.0.0:15001, inbound on 0.0.0.0:15006.
-    #[serde(deserialize_with = "listeners")]
+    #[serde(
+        deserialize_with = "listeners",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listeners: Option<Vec<Listener>>,
     pub inbound: Inbound,
     pub services: Vec<Service>,
@@ -167,12 +170,11 @@ pub enum InboundForward {
 pub struct Limits {
     /// Largest request head (request line and headers) accepted; larger: 431.
     pub max_request_headers_kb: u32,
-    /// Time a client has to send a whole request head; slower: 408 and close.
+    /// Time a client has to send a whole request head; slower: cut off. On HTTP/1.1 the clock
+    /// runs from when the connection goes idle, so this also closes idle keep-alive connections.
     pub header_read_timeout: Duration,
     /// HTTP/2 streams open at once on one client connection.
     pub http2_max_concurrent_streams: u32,
-    /// A client connection with no request in flight is closed after this.
-    pub idle_timeout: Duration,
     /// Client connections at once per worker; beyond it new ones are closed at accept.
     pub max_connections: u32,
 }
@@ -183,7 +185,6 @@ impl Default for Limits {
             max_request_headers_kb: 60,
             header_read_timeout: Duration::from_secs(10),
             http2_max_concurrent_streams: 100,
-            idle_timeout: Duration::from_secs(3600),
             max_connections: 100_000,
         }
     }

@@ -51,15 +51,27 @@ impl<'de> Deserialize<'de> for RegexPattern {
 }
 
 /// Istio's `StringMatch`: one of `exact`, `prefix`, `regex`; `{}` (none) means "present".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StringMatch {
     Exact(String),
     Prefix(String),
     Regex(RegexPattern),
     /// Written `{}`: the header (or parameter) only has to be there.
-    #[serde(rename = "present")]
     Present,
+}
+
+impl Serialize for StringMatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            StringMatch::Exact(v) => m.serialize_entry("exact", v)?,
+            StringMatch::Prefix(v) => m.serialize_entry("prefix", v)?,
+            StringMatch::Regex(v) => m.serialize_entry("regex", v)?,
+            StringMatch::Present => {}
+        }
+        m.end()
+    }
 }
 
 #[derive(Deserialize)]
@@ -132,5 +144,10 @@ pub(crate) fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Err
 }
 
 pub(crate) fn opt_status_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    status_code(d).map(Some)
+    match Option::<u16>::deserialize(d)? {
+        Some(v) if !(100..=599).contains(&v) => Err(de::Error::custom(format!(
+            "{v} is not an HTTP status code (100..599)"
+        ))),
+        v => Ok(v),
+    }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use mesh_proxy::original_dst::original_dst;
 
+mod support;
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A network namespace with a veth pair to the host; removed on drop.
@@ -322,4 +324,311 @@ fn rerun_replaces_cleanup_removes_and_dry_run_changes_nothing() {
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("--exclude-outbound-ports: \"ssh\" is not a port"));
     assert_eq!(pod.nat_rules(), before, "nothing loaded on bad input");
+}
+
+// ---- mesh-proxy run in a pod: outbound (15001) and inbound (15006) capture ----
+
+/// The proxy inside the pod, with gid 1337 (which the capture rules exempt), its admin,
+/// health and metrics ports on the pod IP so the test can reach them.
+fn proxy_in(pod: &Pod, yaml: &str) -> support::Proxy {
+    let ip: std::net::IpAddr = pod.pod_ip.parse().unwrap();
+    support::Proxy::with_config(yaml)
+        .prefix(&[
+            "ip",
+            "netns",
+            "exec",
+            &pod.name,
+            "setpriv",
+            "--regid=1337",
+            "--clear-groups",
+        ])
+        .ports(
+            SocketAddr::new(ip, 15000),
+            SocketAddr::new(ip, 15021),
+            SocketAddr::new(ip, 15090),
+        )
+        .start()
+}
+
+fn capture(pod: &Pod) {
+    let out = pod.mesh_proxy(&[
+        "iptables",
+        "--exclude-inbound-ports=15090,15021,15020,15000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTP/1.1 request from inside the pod (so it is captured); the whole answer.
+fn pod_http(pod: &Pod, to: &str, host: &str, path: &str) -> String {
+    let (to, host, path) = (to.to_owned(), host.to_owned(), path.to_owned());
+    pod.inside(move || {
+        let mut s = connect(&to);
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+}
+
+/// Connects from the pod, optionally writes, and reads what arrives within `wait`.
+fn pod_tcp(
+    pod: &Pod,
+    to: &str,
+    send: &'static [u8],
+    want: usize,
+    wait: Duration,
+) -> (Vec<u8>, Duration) {
+    let to = to.to_owned();
+    pod.inside(move || {
+        let t = std::time::Instant::now();
+        let mut s = connect(&to);
+        s.set_read_timeout(Some(wait)).unwrap();
+        if !send.is_empty() {
+            s.write_all(send).unwrap();
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while out.len() < want {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        (out, t.elapsed())
+    })
+}
+
+fn outbound_config(pod: &Pod, web: u16, banner: u16, routed: u16, mode: &str) -> String {
+    let h = &pod.host_ip;
+    format!(
+        "outboundTrafficPolicy: {{mode: {mode}}}
+protocolDetectionTimeout: 2s
+node: {{workload: client-v1, namespace: test, labels: {{app: client}}}}
+services:
+  - host: web.test.svc.cluster.local
+    aliases: [web]
+    addresses: [10.99.0.10]
+    ports: [{{number: 80, name: http}}]
+    endpoints: [{{address: {h}, port: {web}, workload: web-v1}}]
+  - host: db.test.svc.cluster.local
+    addresses: [10.99.0.11]
+    ports: [{{number: 5432, name: tcp-postgres}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: undeclared.test.svc.cluster.local
+    addresses: [10.99.0.12]
+    ports: [{{number: 6000, name: custom}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: by-app-protocol.test.svc.cluster.local
+    addresses: [10.99.0.13]
+    ports: [{{number: 6001, name: custom, appProtocol: tcp}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: routed.test.svc.cluster.local
+    addresses: [10.99.0.14]
+    ports: [{{number: 7000, name: tcp}}]
+    endpoints: [{{address: {h}, port: {banner}}}]
+  - host: elsewhere.test.svc.cluster.local
+    ports: [{{number: 7000, name: tcp}}]
+    endpoints: [{{address: {h}, port: {routed}}}]
+virtualServices:
+  - hosts: [routed.test.svc.cluster.local]
+    tcp:
+      - match: [{{port: 7000}}]
+        route: [{{destination: {{host: elsewhere.test.svc.cluster.local}}}}]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_capture_routes_by_service_passes_through_or_blocks_unknown() {
+    let pod = Pod::new(2);
+    capture(&pod);
+    let host: std::net::IpAddr = pod.host_ip.parse().unwrap();
+    let web = support::backend::start_on(SocketAddr::new(host, 0), "web").await;
+    let elsewhere = support::backend::start_on(SocketAddr::new(host, 0), "elsewhere").await;
+    let banner =
+        support::backend::tcp_echo_on(SocketAddr::new(host, 0), Some(b"220 hello\r\n")).await;
+    let echo = support::backend::tcp_echo_on(SocketAddr::new(host, 0), None).await;
+    let routed =
+        support::backend::tcp_echo_on(SocketAddr::new(host, 0), Some(b"220 routed\r\n")).await;
+    let p = proxy_in(
+        &pod,
+        &outbound_config(&pod, web.port(), banner.port(), routed.port(), "ALLOW_ANY"),
+    );
+
+    // HTTP to a service's VIP: routed by Host to its endpoint.
+    let r = pod_http(&pod, "10.99.0.10:80", "web", "/via-vip");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}\n{}", p.stderr());
+    assert!(r.contains("x-backend: web"), "{r}");
+    assert_eq!(web.last().unwrap().path, "/via-vip");
+
+    // A declared TCP port is not sniffed: a server-first protocol answers at once...
+    let (got, took) = pod_tcp(&pod, "10.99.0.11:5432", b"", 11, Duration::from_secs(5));
+    assert_eq!(&got, b"220 hello\r\n");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // ...an undeclared one waits for the detection timeout first.
+    let (got, took) = pod_tcp(&pod, "10.99.0.12:6000", b"", 11, Duration::from_secs(5));
+    assert_eq!(&got, b"220 hello\r\n");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+
+    // appProtocol declares TCP where the name does not.
+    let (got, took) = pod_tcp(&pod, "10.99.0.13:6001", b"", 11, Duration::from_secs(5));
+    assert_eq!(&got, b"220 hello\r\n");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    // A VirtualService TCP route sends the VIP's connections to another service.
+    let (got, _) = pod_tcp(&pod, "10.99.0.14:7000", b"", 12, Duration::from_secs(5));
+    assert_eq!(&got, b"220 routed\r\n");
+
+    // ALLOW_ANY: unknown destinations pass through, HTTP and TCP.
+    let r = pod_http(
+        &pod,
+        &elsewhere.addr.to_string(),
+        "not-in-registry",
+        "/passthrough",
+    );
+    assert!(r.contains("x-backend: elsewhere"), "{r}");
+    let (got, _) = pod_tcp(
+        &pod,
+        &echo.to_string(),
+        b"\x16\x03\x01 opaque",
+        11,
+        Duration::from_secs(5),
+    );
+    assert_eq!(&got, b"\x16\x03\x01 opaque");
+    assert!(
+        support::eventually(Duration::from_secs(3), || {
+            let t = p.metrics_text();
+            support::metric_sum(
+                &t,
+                "istio_requests_total",
+                &[
+                    ("reporter", "source"),
+                    ("source_workload", "client-v1"),
+                    ("destination_service", "web.test.svc.cluster.local"),
+                    ("destination_workload", "web-v1"),
+                    ("response_code", "200"),
+                ],
+            ) == 1.0
+                && support::metric_sum(
+                    &t,
+                    "istio_requests_total",
+                    &[("destination_service_name", "PassthroughCluster")],
+                ) == 1.0
+                && support::metric_sum(
+                    &t,
+                    "istio_tcp_connections_closed_total",
+                    &[("destination_service", "db.test.svc.cluster.local")],
+                ) == 1.0
+        }),
+        "{}",
+        p.metrics_text()
+    );
+
+    // REGISTRY_ONLY: unknown HTTP gets 502, unknown TCP is closed; known services still work.
+    p.reload(&outbound_config(
+        &pod,
+        web.port(),
+        banner.port(),
+        routed.port(),
+        "REGISTRY_ONLY",
+    ));
+    let before = elsewhere.count();
+    let r = pod_http(
+        &pod,
+        &elsewhere.addr.to_string(),
+        "not-in-registry",
+        "/blocked",
+    );
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert_eq!(elsewhere.count(), before);
+    let (got, _) = pod_tcp(
+        &pod,
+        &echo.to_string(),
+        b"\x16\x03\x01 opaque",
+        11,
+        Duration::from_secs(3),
+    );
+    assert!(got.is_empty(), "unknown TCP is closed: {got:?}");
+    let r = pod_http(&pod, "10.99.0.10:80", "web", "/still");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_capture_forwards_to_the_workload() {
+    let pod = Pod::new(3);
+    capture(&pod);
+    let (app_http, app_tcp) = pod.inside(|| (listen("0.0.0.0:8080"), listen("0.0.0.0:9000")));
+    let app = support::backend::start_with(app_http, "app");
+    // A raw TCP echo in the pod on 9000.
+    std::thread::spawn(move || {
+        for mut s in app_tcp.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let cfg = "node: {workload: app-v1, namespace: test, labels: {app: app, version: v1}}
+inbound:
+  service: app.test.svc.cluster.local
+  ports: [{number: 8080, name: http}]
+";
+    let p = proxy_in(&pod, cfg);
+    let pod_addr = |port: u16| SocketAddr::new(pod.pod_ip.parse().unwrap(), port);
+
+    let r = support::client::send(pod_addr(8080), support::client::get("app", "/in")).await;
+    assert_eq!(r.status, 200, "{}", p.stderr());
+    assert_eq!(r.backend(), Some("app"));
+    assert_eq!(app.last().unwrap().path, "/in");
+    // Detected as TCP on an undeclared port.
+    let mut s = std::net::TcpStream::connect(pod_addr(9000)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"\x00\x01binary").unwrap();
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"\x00\x01binary");
+    drop(s);
+    // A connection made straight to 15006 was not redirected; serving it would loop.
+    let (resp, closed) = support::client::raw(
+        pod_addr(15006),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    assert!(resp.is_empty() && closed, "{resp}");
+
+    assert!(
+        support::eventually(Duration::from_secs(3), || {
+            let t = p.metrics_text();
+            support::metric_sum(
+                &t,
+                "istio_requests_total",
+                &[
+                    ("reporter", "destination"),
+                    ("destination_workload", "app-v1"),
+                    ("destination_app", "app"),
+                    ("destination_service", "app.test.svc.cluster.local"),
+                    ("response_code", "200"),
+                ],
+            ) == 1.0
+                && support::metric_sum(
+                    &t,
+                    "istio_tcp_received_bytes_total",
+                    &[("reporter", "destination")],
+                ) == 8.0
+        }),
+        "{}",
+        p.metrics_text()
+    );
 }

@@ -16,6 +16,62 @@ struct Cli {
 enum Command {
     /// Write the nat-table rules that capture the pod's TCP traffic (the init container's job).
     Iptables(IptablesArgs),
+    /// Run the proxy with a configuration file (reloaded when it changes).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The configuration (YAML; see docs/proxy.md). Watched: a valid change is put in force.
+    #[arg(long, short = 'c')]
+    config: std::path::PathBuf,
+    /// Worker threads, each with its own event loop.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Admin endpoints (keep on localhost).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: std::net::SocketAddr,
+    /// Health endpoint (`/healthz/ready`).
+    #[arg(long, default_value = "0.0.0.0:15021")]
+    health: std::net::SocketAddr,
+    /// Prometheus endpoint (`/stats/prometheus`).
+    #[arg(long, default_value = "0.0.0.0:15090")]
+    metrics: std::net::SocketAddr,
+    /// Log filter (`info`, `debug`, `mesh_proxy=trace`); default: RUST_LOG, else `info`.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
+    let log_level = args
+        .log_level
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&log_level)
+        .map_err(|e| anyhow::anyhow!("--log-level {log_level:?}: {e}"))?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    let set_log_level: mesh_proxy::admin::SetLogLevel = std::sync::Arc::new(move |level: &str| {
+        let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    });
+    mesh_proxy::run::run(mesh_proxy::run::Options {
+        config: args.config,
+        workers: args.workers,
+        admin: args.admin,
+        health: args.health,
+        metrics: args.metrics,
+        log_level,
+        set_log_level,
+    })
 }
 
 #[derive(clap::Args)]
@@ -68,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Iptables(args) => run_iptables(args),
+        Command::Run(args) => run_proxy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
