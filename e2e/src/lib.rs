@@ -5,6 +5,7 @@
 
 pub mod dashboard;
 pub mod meshd;
+pub mod netns;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,38 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Every CRD of `crds/generated`, applied server-side (safe when tests run it at once: a second
+/// apply of the same object is a no-op, not an AlreadyExists), and Established.
+pub fn ensure_crds(cluster: &Cluster) {
+    let dir = repo_root().join("crds/generated");
+    let dir = dir.to_string_lossy().into_owned();
+    let apply = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=e2e",
+        "-f",
+        dir.as_str(),
+    ];
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = cluster.kubectl(&apply);
+        if out.status.success() {
+            cluster.kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+            ]);
+            return;
+        }
+        last = stderr(&out);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("cannot apply the CRDs: {last}");
 }
 
 pub fn repo_root() -> PathBuf {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mesh_e2e::{repo_root, stderr, stdout, wait_for, Cluster};
+use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use serde_json::Value;
 
 struct Namespaces<'c> {
@@ -101,12 +101,7 @@ spec:
 #[test]
 fn analyze_reads_the_cluster_and_lays_files_over_it() {
     let cluster = Cluster::from_env();
-    let out = cluster.kubectl(&[
-        "apply",
-        "-f",
-        repo_root().join("crds/generated").to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "CRDs: {}", stderr(&out));
+    mesh_e2e::ensure_crds(&cluster);
     let prefix = format!("analyze-e2e-{}", std::process::id());
     let ns = format!("{prefix}-shop");
     let other = format!("{prefix}-other");
@@ -232,12 +227,7 @@ fn tempfile_dir() -> std::path::PathBuf {
 #[test]
 fn a_user_who_may_read_one_namespace_gets_it_analysed_without_false_alarms() {
     let cluster = Cluster::from_env();
-    let out = cluster.kubectl(&[
-        "apply",
-        "-f",
-        repo_root().join("crds/generated").to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "CRDs: {}", stderr(&out));
+    mesh_e2e::ensure_crds(&cluster);
     let ns = format!("analyze-e2e-{}-rbac", std::process::id());
     let _cleanup = Namespaces {
         cluster: &cluster,
