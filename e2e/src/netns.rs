@@ -27,7 +27,8 @@ fn ip_ok(args: &[&str]) {
 
 fn sysctl(key: &str, value: &str) {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).unwrap_or_else(|e| panic!("{path}: {e} (these tests run as root)"));
+    std::fs::write(&path, value)
+        .unwrap_or_else(|e| panic!("{path}: {e} (these tests run as root)"));
 }
 
 pub struct PodNetns {
@@ -47,10 +48,18 @@ impl PodNetns {
         let _ = ip(&["link", "del", &host_veth]);
         sysctl("net.ipv4.ip_forward", "1");
         ip_ok(&["netns", "add", &netns]);
-        ip_ok(&["link", "add", &host_veth, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
+        ip_ok(&[
+            "link", "add", &host_veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+        ]);
         ip_ok(&["link", "set", &host_veth, "up"]);
         sysctl(&format!("net.ipv4.conf.{host_veth}.proxy_arp"), "1");
-        ip_ok(&["route", "replace", &format!("{ip_address}/32"), "dev", &host_veth]);
+        ip_ok(&[
+            "route",
+            "replace",
+            &format!("{ip_address}/32"),
+            "dev",
+            &host_veth,
+        ]);
         let inside = |args: &[&str]| {
             let mut full = vec!["netns", "exec", netns.as_str(), "ip"];
             full.extend_from_slice(args);
@@ -70,7 +79,12 @@ impl PodNetns {
     }
 
     /// `program args` inside the namespace, with `env`.
-    pub fn command(&self, program: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Command {
+    pub fn command(
+        &self,
+        program: &std::path::Path,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.netns])
             .arg(program)

@@ -37,8 +37,11 @@ fn serve(stream: TcpStream, name: &str, fail_every: u64, count: &AtomicU64) -> s
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body)?;
         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-        let (status, text) = if fail_every > 0 && n % fail_every == 0 {
-            ("503 Service Unavailable", format!("{name} failed request {n}\n"))
+        let (status, text) = if fail_every > 0 && n.is_multiple_of(fail_every) {
+            (
+                "503 Service Unavailable",
+                format!("{name} failed request {n}\n"),
+            )
         } else {
             ("200 OK", format!("{name}\n"))
         };
