@@ -12,6 +12,8 @@ run_e2e=1
 # Build products live outside the clone so that CI runs and developers share them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/meshctl/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental state would double the target dir's size for no gain in a one-shot run.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s [%s]\n' "$*" "$(date +%H:%M:%S)"; }
 
