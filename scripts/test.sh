@@ -78,7 +78,8 @@ export MESHCTL_E2E_KUBECONFIG
 
 step "e2e: tests"
 # The e2e tests run the real binaries: meshctl, and mesh-operator and meshd as local processes
-# (kwok only fakes the pods, so the in-cluster replicas never run).
-cargo build --locked -p meshctl -p meshctl-operator -p meshd
+# (kwok only fakes the pods, so the in-cluster replicas never run), and mesh-proxy in network
+# namespaces standing in for the pods of the mesh test.
+cargo build --locked -p meshctl -p meshctl-operator -p meshd -p mesh-proxy
 cargo test --locked -p meshctl-operator --features e2e --test controller_e2e
 cargo test --locked -p meshctl-e2e

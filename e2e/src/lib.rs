@@ -4,6 +4,7 @@
 //! `kubectl` built with the cluster, each run as a real process.
 
 pub mod dashboard;
+pub mod mesh_pod;
 pub mod meshd;
 pub mod netns;
 

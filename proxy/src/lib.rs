@@ -16,6 +16,7 @@ pub mod drain;
 pub mod http;
 pub mod iptables;
 pub mod listener;
+pub mod meshd_source;
 pub mod metrics;
 pub mod original_dst;
 pub mod route;

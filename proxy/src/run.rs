@@ -15,8 +15,16 @@ use crate::listener::{bind, Listeners};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Where the configuration comes from.
+pub enum ConfigSource {
+    /// A YAML file, watched for changes.
+    File(PathBuf),
+    /// meshd, named by the injected environment.
+    Meshd,
+}
+
 pub struct Options {
-    pub config: PathBuf,
+    pub source: ConfigSource,
     pub workers: usize,
     pub admin: SocketAddr,
     pub health: SocketAddr,
@@ -54,15 +62,17 @@ async fn control(opts: Options, store: Arc<Store>, drain: Drain) -> anyhow::Resu
     };
     tokio::spawn(admin::serve(admin_listener, admin.handler()));
 
-    if opts.config.exists() {
-        crate::config_source::load(&opts.config, &store)?;
-    } else {
-        tracing::warn!(file = %opts.config.display(), "config file not there yet; not ready until it is");
+    match &opts.source {
+        ConfigSource::File(path) => {
+            if path.exists() {
+                crate::config_source::load(path, &store)?;
+            } else {
+                tracing::warn!(file = %path.display(), "config file not there yet; not ready until it is");
+            }
+            tokio::spawn(crate::config_source::watch(path.clone(), store.clone()));
+        }
+        ConfigSource::Meshd => crate::meshd_source::start(store.clone())?,
     }
-    tokio::spawn(crate::config_source::watch(
-        opts.config.clone(),
-        store.clone(),
-    ));
 
     let (stop_listening, stop_rx) = watch::channel(false);
     for id in 0..opts.workers.max(1) {

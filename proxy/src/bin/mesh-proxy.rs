@@ -16,15 +16,17 @@ struct Cli {
 enum Command {
     /// Write the nat-table rules that capture the pod's TCP traffic (the init container's job).
     Iptables(IptablesArgs),
-    /// Run the proxy with a configuration file (reloaded when it changes).
+    /// Run the proxy: with a configuration file (reloaded when it changes), or, without one,
+    /// following meshd as the injected environment says (MESHD_ADDRESS, POD_NAME, ...).
     Run(RunArgs),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
     /// The configuration (YAML; see docs/proxy.md). Watched: a valid change is put in force.
+    /// Without it the configuration comes from meshd (MESHD_ADDRESS must be set).
     #[arg(long, short = 'c')]
-    config: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
     /// Worker threads, each with its own event loop.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -63,8 +65,17 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
         let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
         handle.reload(f).map_err(|e| e.to_string())
     });
+    let source = match args.config {
+        Some(path) => mesh_proxy::run::ConfigSource::File(path),
+        None if std::env::var_os("MESHD_ADDRESS").is_some() => mesh_proxy::run::ConfigSource::Meshd,
+        None => {
+            return Err(anyhow::anyhow!(
+                "no configuration: pass --config FILE, or set MESHD_ADDRESS (and POD_NAME, POD_NAMESPACE) to follow meshd, as the injected sidecar does"
+            ))
+        }
+    };
     mesh_proxy::run::run(mesh_proxy::run::Options {
-        config: args.config,
+        source,
         workers: args.workers,
         admin: args.admin,
         health: args.health,

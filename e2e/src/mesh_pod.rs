@@ -1,0 +1,251 @@
+//! A pod of the real cluster brought to life as a network namespace, doing what the kubelet
+//! would with the pod the API server holds (injected through meshd's webhook): run the init
+//! container's `mesh-proxy iptables` with its own args, the application, and the sidecar's
+//! `mesh-proxy run` as uid 1337 with the container's environment (downward API resolved from
+//! the pod) and the mounts it expects (service-account token for `istio-ca`, the
+//! `istio-ca-root-cert` trust bundle, the labels file, the certificate directory).
+//!
+//! Two things stand in for cluster plumbing there is none of: meshd is reached at its pod's IP
+//! (there is no DNS), with its Service name for TLS verification; and the token is minted with
+//! `kubectl create token`, as the kubelet's projected volume would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::netns::PodNetns;
+use crate::{meshctl_bin, wait_for, Cluster};
+
+/// The `mesh-proxy` binary of this build: `MESH_PROXY_BIN`, or beside `meshctl`.
+pub fn mesh_proxy_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESH_PROXY_BIN") {
+        return PathBuf::from(bin);
+    }
+    let candidate = meshctl_bin().with_file_name("mesh-proxy");
+    assert!(
+        candidate.exists(),
+        "{} not found: run `cargo build -p mesh-proxy` first or set MESH_PROXY_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+/// Where meshd is for the pods.
+pub struct MeshdAddress {
+    /// `ip:15012`, its pod's IP.
+    pub address: String,
+    /// `meshd-<rev>.<ns>.svc`, what its certificate names.
+    pub tls_name: String,
+}
+
+/// One pod, running.
+pub struct MeshPod {
+    pub name: String,
+    pub ip: String,
+    pub netns: PodNetns,
+    pub dir: PathBuf,
+}
+
+fn field(pod: &Value, path: &str) -> String {
+    let mut v = pod;
+    for part in path.split('.') {
+        v = &v[part];
+    }
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// The container's environment, `valueFrom.fieldRef` resolved from the pod.
+fn environment(pod: &Value, container: &Value) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?.to_owned();
+            if let Some(value) = e["value"].as_str() {
+                return Some((name, value.to_owned()));
+            }
+            let path = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+            Some((name, field(pod, path)))
+        })
+        .collect()
+}
+
+fn container<'a>(spec: &'a Value, list: &str, name: &str) -> &'a Value {
+    spec[list]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("the pod has no {list} {name}: was it injected?"))
+}
+
+impl MeshPod {
+    /// Brings up pod `pod` (its JSON from the API server) with `app_env` for the echo server
+    /// serving `app_port`. `id` names the namespace (short).
+    pub fn start(
+        cluster: &Cluster,
+        pod: &Value,
+        id: &str,
+        meshd: &MeshdAddress,
+        app_port: u16,
+        app_env: &[(&str, &str)],
+        echo_server: &Path,
+    ) -> MeshPod {
+        let name = field(pod, "metadata.name");
+        let namespace = field(pod, "metadata.namespace");
+        let ip = field(pod, "status.podIP");
+        assert!(!ip.is_empty(), "pod {namespace}/{name} has no IP yet");
+        let dir = std::env::temp_dir().join(format!("meshctl-e2e-pod-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("certs")).expect("pod dir");
+        let spec = &pod["spec"];
+        let mut netns = PodNetns::create(id, &ip);
+
+        // The init container: capture, with exactly the args injection computed.
+        let init = container(spec, "initContainers", "istio-init");
+        let args: Vec<&str> = init["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let out = netns.run(&mesh_proxy_bin(), &args);
+        assert!(
+            out.status.success(),
+            "istio-init of {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // The application.
+        let mut env: Vec<(String, String)> = vec![
+            ("ECHO_NAME".into(), name.clone()),
+            ("ECHO_ADDR".into(), format!("0.0.0.0:{app_port}")),
+        ];
+        env.extend(
+            app_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        netns.spawn(echo_server, &[], &env, &dir.join("app.log"));
+
+        // The sidecar's mounts.
+        let service_account = field(pod, "spec.serviceAccountName");
+        let token = cluster.kubectl_ok(&[
+            "create",
+            "token",
+            &service_account,
+            "-n",
+            &namespace,
+            "--audience",
+            "istio-ca",
+            "--duration",
+            "2h",
+        ]);
+        std::fs::write(dir.join("istio-token"), token.trim()).expect("token");
+        let roots = wait_for(
+            &format!("the trust bundle in {namespace}"),
+            Duration::from_secs(30),
+            || {
+                let out = cluster.kubectl(&[
+                    "get",
+                    "configmap",
+                    "istio-ca-root-cert",
+                    "-n",
+                    &namespace,
+                    "-o",
+                    "jsonpath={.data.root-cert\\.pem}",
+                ]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.contains("BEGIN CERTIFICATE").then_some(text)
+            },
+        );
+        std::fs::write(dir.join("root-cert.pem"), roots).expect("roots");
+        let labels: String = pod["metadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}=\"{}\"\n", v.as_str().unwrap_or_default()))
+            .collect();
+        std::fs::write(dir.join("labels"), labels).expect("labels");
+
+        // The sidecar, as its container says, with the mounts and meshd's address.
+        let proxy = container(spec, "containers", "istio-proxy");
+        let mut env = environment(pod, proxy);
+        env.retain(|(k, _)| k != "MESHD_ADDRESS");
+        let path = |f: &str| dir.join(f).display().to_string();
+        env.extend([
+            ("MESHD_ADDRESS".to_owned(), meshd.address.clone()),
+            ("MESHD_TLS_NAME".to_owned(), meshd.tls_name.clone()),
+            ("MESH_TOKEN_FILE".to_owned(), path("istio-token")),
+            ("MESH_ROOT_CERT".to_owned(), path("root-cert.pem")),
+            ("MESH_POD_LABELS_FILE".to_owned(), path("labels")),
+            ("MESH_CERT_DIR".to_owned(), path("certs")),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+        ]);
+        let args: Vec<String> = proxy["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        let proxy_bin = mesh_proxy_bin().display().to_string();
+        let mut full = vec![
+            "--reuid=1337".to_owned(),
+            "--regid=1337".to_owned(),
+            "--clear-groups".to_owned(),
+            proxy_bin,
+        ];
+        full.extend(args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        // The proxy's files must be readable by its uid.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "1337:1337"])
+            .arg(&dir)
+            .status();
+        netns.spawn(
+            Path::new("/usr/bin/setpriv"),
+            &full,
+            &env,
+            &dir.join("proxy.log"),
+        );
+        MeshPod {
+            name,
+            ip,
+            netns,
+            dir,
+        }
+    }
+
+    pub fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    /// `mesh-get` inside this pod: COUNT GETs of `url` with `Host: host`.
+    pub fn get(&self, client: &Path, url: &str, count: usize, host: &str, pause_ms: u64) -> Value {
+        let out = self.netns.run(
+            client,
+            &[url, &count.to_string(), host, &pause_ms.to_string()],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "mesh-get in {}: {e}: {} {}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
+
+impl Drop for MeshPod {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.proxy_log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("--- last lines of {}'s proxy log:", self.name);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The mesh, whole: pods of the real cluster (injected by meshd's webhook through the API
+//! server) brought up as network namespaces with their app and mesh-proxy, capture by
+//! `mesh-proxy iptables` with the args injection gave them, configuration pushed by meshd from
+//! the Services, EndpointSlices and Istio objects in the cluster. Traffic crosses real sockets:
+//! a VirtualService 80/20 split shows in 1,000 requests, a retry policy hides a failing
+//! endpoint, meshd restarted under load loses no request, `meshctl proxy-status` shows every
+//! proxy SYNCED.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace, get};
+use mesh_e2e::mesh_pod::{MeshPod, MeshdAddress};
+use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::{stderr, stdout, wait_for, Cluster};
+use serde_json::Value;
+
+const NS: &str = "e2e-mesh";
+const APP_NS: &str = "e2e-mesh-app";
+const REVISION: &str = "mesh";
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: e2e-mesh-app}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080, targetPort: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: e2e-mesh-app}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080, targetPort: 9080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: e2e-mesh-app}
+spec:
+  selector: {matchLabels: {app: reviews, version: v1}}
+  template:
+    metadata: {labels: {app: reviews, version: v1}}
+    spec: {containers: [{name: reviews, image: reviews:v1, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v2, namespace: e2e-mesh-app}
+spec:
+  selector: {matchLabels: {app: reviews, version: v2}}
+  template:
+    metadata: {labels: {app: reviews, version: v2}}
+    spec: {containers: [{name: reviews, image: reviews:v2, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ratings-v1, namespace: e2e-mesh-app}
+spec:
+  selector: {matchLabels: {app: ratings, version: v1}}
+  template:
+    metadata: {labels: {app: ratings, version: v1}}
+    spec: {containers: [{name: ratings, image: ratings:v1, ports: [{containerPort: 9080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: productpage, namespace: e2e-mesh-app}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  template:
+    metadata: {labels: {app: productpage, version: v1}}
+    spec: {containers: [{name: productpage, image: productpage:v1, ports: [{containerPort: 9080}]}]}
+"#;
+
+const SPLIT: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: e2e-mesh-app}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: e2e-mesh-app}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+"#;
+
+const RETRY: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: e2e-mesh-app}
+spec:
+  hosts: [ratings]
+  http:
+  - retries: {attempts: 3, retryOn: 5xx}
+    route:
+    - destination: {host: ratings}
+"#;
+
+fn bin(name: &str) -> PathBuf {
+    match name {
+        "echo-server" => PathBuf::from(env!("CARGO_BIN_EXE_echo-server")),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_mesh-get")),
+    }
+}
+
+fn pod_of(cluster: &Cluster, app: &str) -> Value {
+    wait_for(
+        &format!("the {app} pod with its sidecar and IP"),
+        Duration::from_secs(60),
+        || {
+            let list = cluster.get_json(&[
+                "pods",
+                "-n",
+                APP_NS,
+                "-l",
+                &format!("app={}", app.split('-').next().unwrap_or(app)),
+            ]);
+            list["items"]
+                .as_array()?
+                .iter()
+                .find(|p| {
+                    p["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(app))
+                        && p["status"]["podIP"].is_string()
+                        && p["spec"]["containers"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().any(|c| c["name"] == "istio-proxy"))
+                })
+                .cloned()
+        },
+    )
+}
+
+fn cluster_ip(cluster: &Cluster, service: &str) -> String {
+    cluster.get_json(&["service", service, "-n", APP_NS])["spec"]["clusterIP"]
+        .as_str()
+        .expect("ClusterIP")
+        .to_owned()
+}
+
+/// Every proxy meshd knows has acknowledged what meshd wants it to have, for every type.
+fn all_synced(meshd: &Meshd, proxies: usize) -> bool {
+    let Ok(text) = get(&format!("{}/debug/syncz", meshd.debug_url)) else {
+        return false;
+    };
+    let Ok(status) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    let list = status["proxies"].as_array().cloned().unwrap_or_default();
+    list.len() == proxies
+        && list.iter().all(|p| {
+            p["types"]
+                .as_object()
+                .is_some_and(|t| t.len() == 4 && t.values().all(|s| s["state"] == "SYNCED"))
+        })
+}
+
+fn count(result: &Value, body_prefix: &str) -> u64 {
+    result["bodies"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(body_prefix))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
+    let cluster = Cluster::from_env();
+    let _ = cluster.kubectl(&[
+        "delete",
+        "namespace",
+        APP_NS,
+        "--wait=true",
+        "--timeout=90s",
+    ]);
+    let ip = install_revision(&cluster, NS, REVISION);
+    let meshd_name = format!("meshd-{REVISION}");
+    let meshd = Meshd::start(&cluster, NS, &meshd_name, &ip);
+    let address = MeshdAddress {
+        address: format!("{ip}:15012"),
+        tls_name: format!("{meshd_name}.{NS}.svc"),
+    };
+    ensure_namespace(&cluster, APP_NS);
+    cluster.kubectl_ok(&[
+        "label",
+        "namespace",
+        APP_NS,
+        "--overwrite",
+        &format!("istio.io/rev={REVISION}"),
+    ]);
+    wait_for(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .kubectl(&["get", "serviceaccount", "default", "-n", APP_NS])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], APP);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let echo = bin("echo-server");
+    let pods: Vec<MeshPod> = [
+        ("reviews-v1", "mr1", vec![]),
+        ("reviews-v2", "mr2", vec![]),
+        ("ratings-v1", "mrt", vec![("ECHO_FAIL_EVERY", "2")]),
+        ("productpage", "mpp", vec![]),
+    ]
+    .into_iter()
+    .map(|(app, id, env)| {
+        MeshPod::start(
+            &cluster,
+            &pod_of(&cluster, app),
+            id,
+            &address,
+            9080,
+            &env,
+            &echo,
+        )
+    })
+    .collect();
+    let client = &pods[3];
+    let client_bin = bin("mesh-get");
+    wait_for(
+        "every proxy SYNCED with meshd",
+        Duration::from_secs(60),
+        || all_synced(&meshd, 4).then_some(()),
+    );
+
+    // Without routing rules, both reviews endpoints answer through the two sidecars.
+    let reviews = format!("http://{}:9080/", cluster_ip(&cluster, "reviews"));
+    let result = client.get(&client_bin, &reviews, 100, "reviews", 0);
+    assert_eq!(result["failures"], 0, "{result}");
+    assert_eq!(result["statuses"]["200"], 100, "{result}");
+    assert!(
+        count(&result, "reviews-v1") > 0 && count(&result, "reviews-v2") > 0,
+        "{result}"
+    );
+
+    // An 80/20 split by subsets shows in 1,000 requests, within 5 points.
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], SPLIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the split to be in force", Duration::from_secs(30), || {
+        let probe = client.get(&client_bin, &reviews, 50, "reviews", 0);
+        (count(&probe, "reviews-v1") >= 30 && all_synced(&meshd, 4)).then_some(())
+    });
+    let result = client.get(&client_bin, &reviews, 1000, "reviews", 0);
+    assert_eq!(result["statuses"]["200"], 1000, "{result}");
+    let v1 = count(&result, "reviews-v1");
+    eprintln!(
+        "80/20 split: v1 {v1} / v2 {} of 1000",
+        count(&result, "reviews-v2")
+    );
+    assert!((750..=850).contains(&v1), "v1 got {v1} of 1000: {result}");
+
+    // ratings fails every second request; a retry policy hides it.
+    let ratings = format!("http://{}:9080/", cluster_ip(&cluster, "ratings"));
+    let result = client.get(&client_bin, &ratings, 100, "ratings", 0);
+    let failed = result["statuses"]["503"].as_u64().unwrap_or(0);
+    assert!(
+        failed >= 30,
+        "the failing endpoint did not fail without retries: {result}"
+    );
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], RETRY);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(
+        "the retry policy to be in force",
+        Duration::from_secs(30),
+        || {
+            let probe = client.get(&client_bin, &ratings, 20, "ratings", 0);
+            (probe["statuses"]["200"] == 20).then_some(())
+        },
+    );
+    let result = client.get(&client_bin, &ratings, 200, "ratings", 0);
+    assert_eq!(
+        result["statuses"]["200"], 200,
+        "retries did not hide the failures: {result}"
+    );
+
+    // meshd restarted under load: the proxies keep their configuration, no request is lost.
+    let load_url = reviews.clone();
+    let client_netns = client.netns.netns.clone();
+    let load = std::thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &client_netns])
+            .arg(&client_bin)
+            .args([load_url.as_str(), "600", "reviews", "5"])
+            .output()
+            .expect("mesh-get");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    drop(meshd);
+    std::thread::sleep(Duration::from_millis(1500));
+    let meshd = Meshd::start(&cluster, NS, &meshd_name, &ip);
+    let result = load.join().expect("load thread");
+    assert_eq!(
+        result["failures"], 0,
+        "requests failed while meshd restarted: {result}"
+    );
+    assert_eq!(result["statuses"]["200"], 600, "{result}");
+    wait_for(
+        "every proxy back and SYNCED with the new meshd",
+        Duration::from_secs(60),
+        || all_synced(&meshd, 4).then_some(()),
+    );
+
+    // proxy-status, through the API server's port-forward to meshd's pod.
+    let meshd_pods = cluster.get_json(&["pods", "-n", NS, "-l", "app=meshd"]);
+    let meshd_pod = meshd_pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("meshd pod")
+        .to_owned();
+    let debug_port: u16 = meshd
+        .debug_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    apply_port_forward(&cluster, NS, &meshd_pod, 8080, debug_port);
+    let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for pod in &pods {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{}.{APP_NS}", pod.name)))
+            .unwrap_or_else(|| panic!("no row for {}:\n{text}", pod.name));
+        assert_eq!(row.matches("SYNCED").count(), 4, "{text}");
+    }
+
+    for (kind, name) in [
+        (
+            "mutatingwebhookconfiguration",
+            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
+        ),
+        (
+            "validatingwebhookconfiguration",
+            format!("meshd-validator-{REVISION}-{NS}"),
+        ),
+    ] {
+        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
+    }
+    drop(pods);
+    drop(meshd);
+    let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
+}
