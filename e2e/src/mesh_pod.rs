@@ -80,8 +80,8 @@ fn container<'a>(spec: &'a Value, list: &str, name: &str) -> &'a Value {
 }
 
 impl MeshPod {
-    /// Brings up pod `pod` (its JSON from the API server) with `app_env` for the echo server
-    /// serving `app_port`. `id` names the namespace (short).
+    /// Brings up pod `pod` (its JSON from the API server) with its sidecar and, as its
+    /// application, the echo server on `app_port` with `app_env`. `id` names the namespace.
     pub fn start(
         cluster: &Cluster,
         pod: &Value,
@@ -91,34 +91,24 @@ impl MeshPod {
         app_env: &[(&str, &str)],
         echo_server: &Path,
     ) -> MeshPod {
-        let name = field(pod, "metadata.name");
-        let namespace = field(pod, "metadata.namespace");
-        let ip = field(pod, "status.podIP");
-        assert!(!ip.is_empty(), "pod {namespace}/{name} has no IP yet");
-        let dir = std::env::temp_dir().join(format!("meshctl-e2e-pod-{id}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("certs")).expect("pod dir");
-        let spec = &pod["spec"];
-        let mut netns = PodNetns::create(id, &ip);
-
+        let mut mesh_pod = MeshPod::namespace(pod, id);
         // The init container: capture, with exactly the args injection computed.
-        let init = container(spec, "initContainers", "istio-init");
+        let init = container(&pod["spec"], "initContainers", "istio-init");
         let args: Vec<&str> = init["args"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        let out = netns.run(&mesh_proxy_bin(), &args);
+        let out = mesh_pod.netns.run(&mesh_proxy_bin(), &args);
         assert!(
             out.status.success(),
-            "istio-init of {name}: {}",
+            "istio-init of {}: {}",
+            mesh_pod.name,
             String::from_utf8_lossy(&out.stderr)
         );
-
-        // The application.
         let mut env: Vec<(String, String)> = vec![
-            ("ECHO_NAME".into(), name.clone()),
+            ("ECHO_NAME".into(), mesh_pod.name.clone()),
             ("ECHO_ADDR".into(), format!("0.0.0.0:{app_port}")),
         ];
         env.extend(
@@ -126,9 +116,47 @@ impl MeshPod {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        netns.spawn(echo_server, &[], &env, &dir.join("app.log"));
+        let log = mesh_pod.dir.join("app.log");
+        mesh_pod.netns.spawn(echo_server, &[], &env, &log);
+        mesh_pod.proxy(cluster, pod, "istio-proxy", meshd);
+        mesh_pod
+    }
 
-        // The sidecar's mounts.
+    /// Brings up a gateway pod: no capture, no application, its `mesh-proxy` container alone.
+    pub fn gateway(cluster: &Cluster, pod: &Value, id: &str, meshd: &MeshdAddress) -> MeshPod {
+        let mut mesh_pod = MeshPod::namespace(pod, id);
+        mesh_pod.proxy(cluster, pod, "mesh-proxy", meshd);
+        mesh_pod
+    }
+
+    fn namespace(pod: &Value, id: &str) -> MeshPod {
+        let name = field(pod, "metadata.name");
+        let namespace = field(pod, "metadata.namespace");
+        let ip = field(pod, "status.podIP");
+        assert!(!ip.is_empty(), "pod {namespace}/{name} has no IP yet");
+        let dir = std::env::temp_dir().join(format!("meshctl-e2e-pod-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("certs")).expect("pod dir");
+        let netns = PodNetns::create(id, &ip);
+        MeshPod {
+            name,
+            ip,
+            netns,
+            dir,
+        }
+    }
+
+    /// The proxy container `container_name` of `pod`, as uid 1337, with its environment and
+    /// the mounts it expects.
+    fn proxy(
+        &mut self,
+        cluster: &Cluster,
+        pod: &Value,
+        container_name: &str,
+        meshd: &MeshdAddress,
+    ) {
+        let dir = self.dir.clone();
+        let namespace = field(pod, "metadata.namespace");
         let service_account = field(pod, "spec.serviceAccountName");
         let token = cluster.kubectl_ok(&[
             "create",
@@ -168,8 +196,7 @@ impl MeshPod {
             .collect();
         std::fs::write(dir.join("labels"), labels).expect("labels");
 
-        // The sidecar, as its container says, with the mounts and meshd's address.
-        let proxy = container(spec, "containers", "istio-proxy");
+        let proxy = container(&pod["spec"], "containers", container_name);
         let mut env = environment(pod, proxy);
         env.retain(|(k, _)| k != "MESHD_ADDRESS");
         let path = |f: &str| dir.join(f).display().to_string();
@@ -188,12 +215,11 @@ impl MeshPod {
             .flatten()
             .filter_map(|a| a.as_str().map(str::to_owned))
             .collect();
-        let proxy_bin = mesh_proxy_bin().display().to_string();
         let mut full = vec![
             "--reuid=1337".to_owned(),
             "--regid=1337".to_owned(),
             "--clear-groups".to_owned(),
-            proxy_bin,
+            mesh_proxy_bin().display().to_string(),
         ];
         full.extend(args);
         let full: Vec<&str> = full.iter().map(String::as_str).collect();
@@ -202,18 +228,12 @@ impl MeshPod {
             .args(["-R", "1337:1337"])
             .arg(&dir)
             .status();
-        netns.spawn(
+        self.netns.spawn(
             Path::new("/usr/bin/setpriv"),
             &full,
             &env,
             &dir.join("proxy.log"),
         );
-        MeshPod {
-            name,
-            ip,
-            netns,
-            dir,
-        }
     }
 
     pub fn proxy_log(&self) -> String {

@@ -74,6 +74,16 @@ pub struct Meshd {
 /// gave meshd's Ready pod, once the Service's endpoints list it. A revision of its own keeps the
 /// install's webhooks to the namespaces and objects labelled `istio.io/rev=<revision>`.
 pub fn install_revision(cluster: &Cluster, ns: &str, revision: &str) -> String {
+    install_revision_with(cluster, ns, revision, &[])
+}
+
+/// [`install_revision`] with more `manifest generate` flags (`--set ...` for a gateway, say).
+pub fn install_revision_with(
+    cluster: &Cluster,
+    ns: &str,
+    revision: &str,
+    extra: &[&str],
+) -> String {
     ensure_namespace(cluster, ns);
     let crd = "virtualservices.networking.istio.io";
     if !cluster.kubectl(&["get", "crd", crd]).status.success() {
@@ -88,21 +98,20 @@ pub fn install_revision(cluster: &Cluster, ns: &str, revision: &str) -> String {
         ]);
     }
     let set_ns = format!("namespace={ns}");
-    let generated = cluster.meshctl(
-        &[
-            "manifest",
-            "generate",
-            "--profile",
-            "minimal",
-            "-r",
-            revision,
-            "--set",
-            &set_ns,
-            "--set",
-            "components.base.enabled=false",
-        ],
-        "",
-    );
+    let mut args = vec![
+        "manifest",
+        "generate",
+        "--profile",
+        "minimal",
+        "-r",
+        revision,
+        "--set",
+        &set_ns,
+        "--set",
+        "components.base.enabled=false",
+    ];
+    args.extend_from_slice(extra);
+    let generated = cluster.meshctl(&args, "");
     assert!(generated.status.success(), "{}", stderr(&generated));
     let out = cluster.kubectl_with_stdin(
         &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],

@@ -3,15 +3,15 @@
 //! `mesh-proxy iptables` with the args injection gave them, configuration pushed by meshd from
 //! the Services, EndpointSlices and Istio objects in the cluster. Traffic crosses real sockets:
 //! a VirtualService 80/20 split shows in 1,000 requests, a retry policy hides a failing
-//! endpoint, meshd restarted under load loses no request, `meshctl proxy-status` shows every
-//! proxy SYNCED.
+//! endpoint, the ingress gateway serves a Gateway + VirtualService from outside the mesh, meshd
+//! restarted under load loses no request, `meshctl proxy-status` shows every proxy SYNCED.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace, get};
 use mesh_e2e::mesh_pod::{MeshPod, MeshdAddress};
-use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::meshd::{install_revision_with, Meshd};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use serde_json::Value;
 
@@ -90,6 +90,27 @@ spec:
   - route:
     - {destination: {host: reviews, subset: v1}, weight: 80}
     - {destination: {host: reviews, subset: v2}, weight: 20}
+"#;
+
+const EDGE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shop-gw, namespace: e2e-mesh-app}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge, namespace: e2e-mesh-app}
+spec:
+  hosts: [shop.example.com]
+  gateways: [shop-gw]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v2}
 "#;
 
 const RETRY: &str = r#"
@@ -184,7 +205,15 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         "--wait=true",
         "--timeout=90s",
     ]);
-    let ip = install_revision(&cluster, NS, REVISION);
+    let ip = install_revision_with(
+        &cluster,
+        NS,
+        REVISION,
+        &[
+            "--set",
+            "components.ingressGateways[name=mesh-ingressgateway].enabled=true",
+        ],
+    );
     let meshd_name = format!("meshd-{REVISION}");
     let meshd = Meshd::start(&cluster, NS, &meshd_name, &ip);
     let address = MeshdAddress {
@@ -233,12 +262,21 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         )
     })
     .collect();
+    let gateway_pod = wait_for("the ingress gateway's pod", Duration::from_secs(60), || {
+        let list = cluster.get_json(&["pods", "-n", NS, "-l", "app=mesh-ingressgateway"]);
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["status"]["podIP"].is_string())
+            .cloned()
+    });
+    let gateway = MeshPod::gateway(&cluster, &gateway_pod, "mgw", &address);
     let client = &pods[3];
     let client_bin = bin("mesh-get");
     wait_for(
         "every proxy SYNCED with meshd",
         Duration::from_secs(60),
-        || all_synced(&meshd, 4).then_some(()),
+        || all_synced(&meshd, 5).then_some(()),
     );
 
     // Without routing rules, both reviews endpoints answer through the two sidecars.
@@ -256,7 +294,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("the split to be in force", Duration::from_secs(30), || {
         let probe = client.get(&client_bin, &reviews, 50, "reviews", 0);
-        (count(&probe, "reviews-v1") >= 30 && all_synced(&meshd, 4)).then_some(())
+        (count(&probe, "reviews-v1") >= 30 && all_synced(&meshd, 5)).then_some(())
     });
     let result = client.get(&client_bin, &reviews, 1000, "reviews", 0);
     assert_eq!(result["statuses"]["200"], 1000, "{result}");
@@ -266,6 +304,25 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         count(&result, "reviews-v2")
     );
     assert!((750..=850).contains(&v1), "v1 got {v1} of 1000: {result}");
+
+    // The ingress gateway listens where the Gateway says and routes by the VirtualService bound
+    // to it, into the mesh: a request from outside (the host) reaches reviews v2.
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], EDGE);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let edge = format!("http://{}:8080/", gateway.ip);
+    let from_outside = wait_for(
+        "the gateway to route shop.example.com",
+        Duration::from_secs(30),
+        || {
+            let out = std::process::Command::new(&client_bin)
+                .args([edge.as_str(), "20", "shop.example.com", "0"])
+                .output()
+                .ok()?;
+            let result: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (result["statuses"]["200"] == 20).then_some(result)
+        },
+    );
+    assert_eq!(count(&from_outside, "reviews-v2"), 20, "{from_outside}");
 
     // ratings fails every second request; a retry policy hides it.
     let ratings = format!("http://{}:9080/", cluster_ip(&cluster, "ratings"));
@@ -316,7 +373,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     wait_for(
         "every proxy back and SYNCED with the new meshd",
         Duration::from_secs(60),
-        || all_synced(&meshd, 4).then_some(()),
+        || all_synced(&meshd, 5).then_some(()),
     );
 
     // proxy-status, through the API server's port-forward to meshd's pod.
@@ -335,11 +392,15 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for pod in &pods {
+    let proxies = pods
+        .iter()
+        .map(|p| format!("{}.{APP_NS}", p.name))
+        .chain(std::iter::once(format!("{}.{NS}", gateway.name)));
+    for proxy in proxies {
         let row = text
             .lines()
-            .find(|l| l.starts_with(&format!("{}.{APP_NS}", pod.name)))
-            .unwrap_or_else(|| panic!("no row for {}:\n{text}", pod.name));
+            .find(|l| l.starts_with(&format!("{proxy} ")))
+            .unwrap_or_else(|| panic!("no row for {proxy}:\n{text}"));
         assert_eq!(row.matches("SYNCED").count(), 4, "{text}");
     }
 
@@ -356,6 +417,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
     }
     drop(pods);
+    drop(gateway);
     drop(meshd);
     let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
 }

@@ -92,10 +92,16 @@ fn render_one(
         selector,
         service_account: name,
         containers: vec![proxy_container(ctx, name, &image)],
+        // The sidecar's volumes and paths (see inject/src/sidecar.rs), so that mesh-proxy finds
+        // its token, the mesh roots and its labels where it looks for them in any pod.
         volumes: vec![
-            json!({"name": "mesh-ca-root", "configMap": {"name": "mesh-ca-root-cert"}}),
-            json!({"name": "mesh-token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": "meshd", "expirationSeconds": 43200, "path": "mesh-token"}}
+            json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
+            json!({"name": "istio-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}
+            ]}}),
+            json!({"name": "istio-podinfo", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
             ]}}),
             json!({"name": "workload-certs", "emptyDir": {"medium": "Memory"}}),
         ],
@@ -130,7 +136,7 @@ fn proxy_container(ctx: &Context, name: &str, image: &str) -> Value {
         "name": "mesh-proxy",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "args": ["run", "--mode=gateway", format!("--service-cluster={name}")],
+        "args": ["run"],
         "env": [
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -138,6 +144,9 @@ fn proxy_container(ctx: &Context, name: &str, image: &str) -> Value {
             field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
             field_env("NODE_NAME", "spec.nodeName"),
             {"name": "MESHD_ADDRESS", "value": ctx.meshd_address()},
+            // A gateway: its listeners come from the Gateways selecting its labels.
+            {"name": "ISTIO_META_ROUTER_MODE", "value": "router"},
+            {"name": "ISTIO_META_WORKLOAD_NAME", "value": name},
             {"name": "TRUST_DOMAIN", "value": ctx.mesh_config.trust_domain.clone().unwrap_or_else(|| "cluster.local".to_owned())},
         ],
         "ports": [
@@ -155,8 +164,9 @@ fn proxy_container(ctx: &Context, name: &str, image: &str) -> Value {
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         "securityContext": workload::restricted_container(),
         "volumeMounts": [
-            {"name": "mesh-ca-root", "mountPath": "/var/run/secrets/mesh", "readOnly": true},
-            {"name": "mesh-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true},
+            {"name": "istiod-ca-cert", "mountPath": "/var/run/secrets/istio", "readOnly": true},
+            {"name": "istio-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true},
+            {"name": "istio-podinfo", "mountPath": "/etc/istio/pod", "readOnly": true},
             {"name": "workload-certs", "mountPath": "/var/run/secrets/workload-spiffe-credentials"},
         ],
     })
