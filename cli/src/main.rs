@@ -45,6 +45,8 @@ enum Command {
     /// through a port-forward via the API server.
     #[command(subcommand)]
     Dashboard(commands::dashboard::DashboardCommand),
+    /// What one proxy holds: listeners, routes, clusters, endpoints, certificates.
+    ProxyConfig(commands::proxy_config::ProxyConfigArgs),
     /// Every proxy connected to meshd and whether it holds the configuration meshd wants it to.
     ProxyStatus(commands::proxy_status::ProxyStatusArgs),
     /// Print the version of meshctl.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::VerifyInstall(args) => commands::verify::run(args),
         Command::KubeInject(args) => commands::kube_inject::run(args),
         Command::Dashboard(cmd) => commands::dashboard::run(cmd),
+        Command::ProxyConfig(args) => commands::proxy_config::run(args),
         Command::ProxyStatus(args) => commands::proxy_status::run(args),
         Command::Version(args) => commands::version::run(args),
     };

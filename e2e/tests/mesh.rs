@@ -404,6 +404,58 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         assert_eq!(row.matches("SYNCED").count(), 4, "{text}");
     }
 
+    // proxy-config reads what productpage's proxy holds from its admin port (localhost in the
+    // pod), through the API server's port-forward; kwok pipes the stream into the pod's namespace.
+    let forward = serde_json::json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "PortForward",
+        "metadata": {"name": client.name, "namespace": APP_NS},
+        "spec": {"forwards": [{"ports": [15000], "command": [
+            "ip", "netns", "exec", client.netns.netns, "bash", "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/15000; cat <&3 & cat >&3; wait",
+        ]}]},
+    });
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], &forward.to_string());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pod_arg = format!("{}.{APP_NS}", client.name);
+    let config = |section: &str| {
+        let out = cluster.meshctl(&["proxy-config", section, &pod_arg], "");
+        assert!(
+            out.status.success(),
+            "proxy-config {section}: {}",
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    let reviews_host = format!("reviews.{APP_NS}.svc.cluster.local");
+    let text = config("routes");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{APP_NS}/reviews "))
+                && l.contains(&format!("{reviews_host}|v1 80%"))),
+        "{text}"
+    );
+    let text = config("clusters");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&reviews_host) && l.contains(" v2 ")),
+        "{text}"
+    );
+    let text = config("endpoints");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{}:9080 ", pods[0].ip)) && l.contains("HEALTHY")),
+        "{text}"
+    );
+    let text = config("listeners");
+    assert!(
+        text.contains("0.0.0.0:15001") && text.contains("outbound"),
+        "{text}"
+    );
+    let out = cluster.meshctl(&["proxy-config", "routes", &format!("ghost.{APP_NS}")], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+
     for (kind, name) in [
         (
             "mutatingwebhookconfiguration",

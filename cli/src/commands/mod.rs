@@ -4,6 +4,7 @@ pub mod install;
 pub mod kube_inject;
 pub mod manifest;
 pub mod profile;
+pub mod proxy_config;
 pub mod proxy_status;
 pub mod uninstall;
 pub mod verify;
