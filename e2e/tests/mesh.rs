@@ -99,7 +99,7 @@ metadata: {name: shop-gw, namespace: e2e-mesh-app}
 spec:
   selector: {istio: ingressgateway}
   servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
+  - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
 ---
 apiVersion: networking.istio.io/v1
@@ -111,6 +111,19 @@ spec:
   http:
   - route:
     - destination: {host: reviews, subset: v2}
+"#;
+
+const INGRESS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: e2e-mesh-app}
+spec:
+  ingressClassName: istio
+  rules:
+  - host: ingress.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: reviews, port: {number: 9080}}}}
 "#;
 
 const RETRY: &str = r#"
@@ -323,6 +336,25 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         },
     );
     assert_eq!(count(&from_outside, "reviews-v2"), 20, "{from_outside}");
+    // A Kubernetes Ingress of class istio is served by the same gateway.
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], INGRESS);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let through_ingress = wait_for(
+        "the gateway to serve the Ingress",
+        Duration::from_secs(30),
+        || {
+            let out = std::process::Command::new(&client_bin)
+                .args([edge.as_str(), "20", "ingress.example.com", "0"])
+                .output()
+                .ok()?;
+            let result: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (result["statuses"]["200"] == 20).then_some(result)
+        },
+    );
+    assert!(
+        count(&through_ingress, "reviews-v") == 20,
+        "{through_ingress}"
+    );
 
     // ratings fails every second request; a retry policy hides it.
     let ratings = format!("http://{}:9080/", cluster_ip(&cluster, "ratings"));

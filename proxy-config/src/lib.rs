@@ -103,6 +103,10 @@ pub struct Listener {
     /// For plain HTTP listeners: serve the VirtualServices whose `gateways` list this name.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// More Gateways served on this listener, when several Gateways select one workload on one
+    /// port (Istio merges their servers): their VirtualServices are served here too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_gateways: Vec<String>,
     /// For plain TCP listeners: where to send every connection.
     #[serde(default)]
     pub destination: Option<Destination>,
@@ -129,6 +133,7 @@ impl ProxyConfig {
                     capture: Capture::Outbound,
                     protocol: None,
                     gateway: None,
+                    also_gateways: Vec::new(),
                     destination: None,
                 },
                 Listener {
@@ -137,6 +142,7 @@ impl ProxyConfig {
                     capture: Capture::Inbound,
                     protocol: None,
                     gateway: None,
+                    also_gateways: Vec::new(),
                     destination: None,
                 },
             ],

@@ -302,6 +302,12 @@ impl Snapshot {
             }
             v
         };
+        // A Gateway merged into another's listener: its routes go to that listener's table.
+        let merged_into: HashMap<&str, &str> = listeners
+            .iter()
+            .filter_map(|l| l.gateway.as_deref().map(|g| (g, &l.also_gateways)))
+            .flat_map(|(g, also)| also.iter().map(move |h| (h.as_str(), g)))
+            .collect();
         for vs in &config.virtual_services {
             let mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
             if !vs.http.is_empty() {
@@ -334,6 +340,12 @@ impl Snapshot {
                                 .entry(g.clone())
                                 .or_default()
                                 .insert(&name, &vh);
+                            if let Some(primary) = merged_into.get(g.as_str()) {
+                                http_by_gateway
+                                    .entry((*primary).to_owned())
+                                    .or_default()
+                                    .insert(&name, &vh);
+                            }
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod generation;
 pub mod hub;
+pub mod ingress;
 pub mod model;
 pub mod problems;
 pub mod registry;

@@ -13,8 +13,8 @@ use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::convert;
 use super::registry::{self, PodFacts};
+use super::{convert, ingress};
 
 /// The kinds meshd watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,6 +27,7 @@ pub enum Kind {
     DestinationRule,
     Gateway,
     Sidecar,
+    Ingress,
 }
 
 /// The watched objects, by kind.
@@ -350,6 +351,41 @@ impl Model {
                 selector: string_map(&spec["selector"]),
                 servers,
             });
+        }
+        for ingress in snapshot
+            .of(Kind::Ingress)
+            .iter()
+            .filter(|i| ingress::is_ours(i))
+        {
+            let (name, ns) = name_ns(ingress);
+            model.gateways.push(GatewayScope {
+                id: ingress::gateway_id(&ns, &name),
+                selector: BTreeMap::from([(
+                    ingress::SELECTOR.0.to_owned(),
+                    ingress::SELECTOR.1.to_owned(),
+                )]),
+                servers: vec![(80, "HTTP".to_owned(), vec!["*/*".to_owned()])],
+            });
+            for (vs_name, spec) in ingress::virtual_services(ingress) {
+                match convert::virtual_service(&spec, &vs_name, &ns, domain) {
+                    Ok(converted) => {
+                        let value = converted.value;
+                        let gateways = value.gateways.clone();
+                        let hosts = value.hosts.clone();
+                        if let Some(p) = publish(
+                            format!("{ns}/{vs_name}"),
+                            &ns,
+                            hosts,
+                            gateways,
+                            Export::All,
+                            &value,
+                        ) {
+                            model.virtual_services.push(p);
+                        }
+                    }
+                    Err(e) => model.skip(Kind::Ingress, &ns, &name, e.to_string()),
+                }
+            }
         }
         model.services.sort_by(|a, b| a.name.cmp(&b.name));
         model.virtual_services.sort_by(|a, b| a.name.cmp(&b.name));

@@ -27,6 +27,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::DestinationRule => "DestinationRule",
         Kind::Gateway => "Gateway",
         Kind::Sidecar => "Sidecar",
+        Kind::Ingress => "Ingress",
         Kind::Service => "Service",
         Kind::EndpointSlice => "EndpointSlice",
         Kind::Pod => "Pod",
@@ -106,7 +107,14 @@ async fn event(client: Client, problem: Problem) {
             ..ObjectMeta::default()
         },
         involved_object: ObjectReference {
-            api_version: Some("networking.istio.io/v1".to_owned()),
+            api_version: Some(
+                if problem.kind == Kind::Ingress {
+                    "networking.k8s.io/v1"
+                } else {
+                    "networking.istio.io/v1"
+                }
+                .to_owned(),
+            ),
             kind: Some(kind.to_owned()),
             name: Some(problem.name.clone()),
             namespace: Some(problem.namespace.clone()),

@@ -209,8 +209,26 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
         let mut listeners: Vec<Listener> = Vec::new();
         for gateway in model.gateways.iter().filter(|g| gateways.contains(&g.id)) {
             for (port, protocol, _) in &gateway.servers {
-                let address = SocketAddr::from(([0, 0, 0, 0], *port));
-                if listeners.iter().any(|l| l.address == address) {
+                // As Istio does: a server port that is a port of the gateway's Service listens
+                // on that port's target (Gateway port 80 on a Service 80→8080 listens on 8080).
+                let listen = model
+                    .selectors
+                    .iter()
+                    .filter(|(_, selector, _)| {
+                        !selector.is_empty() && selects(selector, &node.labels)
+                    })
+                    .flat_map(|(_, _, ports)| ports.iter())
+                    .find(|p| p.number == *port)
+                    .and_then(|p| p.target_port)
+                    .unwrap_or(*port);
+                let address = SocketAddr::from(([0, 0, 0, 0], listen));
+                if let Some(shared) = listeners.iter_mut().find(|l| l.address == address) {
+                    // Another Gateway on the same port: served by the same listener.
+                    if shared.gateway.as_deref() != Some(gateway.id.as_str())
+                        && !shared.also_gateways.contains(&gateway.id)
+                    {
+                        shared.also_gateways.push(gateway.id.clone());
+                    }
                     continue;
                 }
                 let protocol = match protocol.to_ascii_uppercase().as_str() {
@@ -225,6 +243,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
                     capture: Capture::None,
                     protocol,
                     gateway: Some(gateway.id.clone()),
+                    also_gateways: Vec::new(),
                     destination: None,
                 });
             }

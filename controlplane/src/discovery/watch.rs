@@ -45,6 +45,7 @@ fn resource(kind: Kind) -> ApiResource {
         ),
         Kind::Gateway => ("networking.istio.io", "v1", "Gateway", "gateways"),
         Kind::Sidecar => ("networking.istio.io", "v1", "Sidecar", "sidecars"),
+        Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
     };
     ApiResource {
         group: group.to_owned(),
@@ -68,6 +69,7 @@ pub const KINDS: &[Kind] = &[
     Kind::DestinationRule,
     Kind::Gateway,
     Kind::Sidecar,
+    Kind::Ingress,
 ];
 
 type Key = (String, String);
