@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""meshd's configuration push under load: N simulated proxies on one meshd, a mesh of S services
+in the real local cluster, and the time from the API server accepting a VirtualService change
+until every proxy holds it.
+
+    bench/meshd_push.py [--proxies 100,500,1000,2000] [--services 1000] [--namespaces 10]
+                        [--changes 10] [--idle 5] [--keep-mesh] [--skip-build] [--no-pin]
+                        [--json FILE]
+
+The mesh, created through the API server of the shared local cluster (`e2e/cluster.sh up`) in
+namespaces `bench-push-0..K-1`: per service a Service (selector `app: svc-<j>`, ports http 80 and
+grpc 9090), an EndpointSlice with three ready endpoints (fake addresses: kwok's two nodes hold
+220 pods, shared with everyone, so the bench creates no pods), a DestinationRule with subsets v1
+and v2, and a VirtualService splitting 90/10 between them with a timeout and retries. No Sidecar
+resources, every object exported everywhere: Istio's default, in which every proxy receives every
+service (what istiod's published figures are for).
+
+For each N, a fresh release-build meshd (`meshd serve`, pinned to CPU 0) and `meshd-load`
+(bench/meshd-load, pinned to CPU 1): N proxies, each a real gRPC client with its own connection
+and delta stream, spread over the namespaces and apps, ACKing every response. Measured:
+
+- initial sync: from the proxies starting to connect until every one holds a complete set of
+  every type (all connect at once, as after a meshd restart);
+- per change (a merge patch of one VirtualService's weights, --changes times, a different one
+  each time, --idle seconds apart): from the API server's answer to the PATCH (it accepted the
+  change) until each proxy decoded the response carrying the new version: p50/p90/p99/max over
+  the proxies, and how many responses of each type went out (a precise push sends one
+  VirtualService per proxy and nothing else);
+- meshd CPU (utime+stime of /proc/<pid>/stat) per change (from the PATCH until every proxy has
+  it) and per second of idle between changes (from 0.5 s after the last arrival, --idle s);
+- meshd RSS: before the proxies connect, peak (VmHWM) and steady (after the last idle period).
+
+Targets (issue 9): 2,000 proxies and 1,000 services: p99 <= 1 s, RSS < 150 MB, CPU idle
+between changes. istiod itself cannot be built here (the Go module proxy refuses
+istio.io/istio's versions), so there is no same-run peer: the figures are compared with what
+Istio publishes for istiod, 1 vCPU and 1.5 GB of memory for 1,000 services and 2,000 sidecars
+(istio.io, "Performance and Scalability"). The machine has 2 cores shared with other work:
+repeat a run before trusting a single figure.
+
+meshd runs with a service account of its own whose RBAC lets it read the cluster but write only
+in its namespaces, so its trust-bundle ConfigMaps never overwrite another meshd's in the shared
+cluster. Everything the bench creates is deleted at the end (unless --keep-mesh).
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/meshctl/target"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PREFIX = "bench-push-"
+MESHD_NS = PREFIX + "meshd"
+RBAC_NAME = "bench-push-meshd"
+ISTIOD_CPU = 1.0
+ISTIOD_MEMORY_MB = 1536
+
+
+def log(msg):
+    print(f"[meshd_push {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
+    log("building meshd and meshctl (release) and meshd-load")
+    sh(["cargo", "build", "-q", "--locked", "--release", "-p", "meshd", "-p", "meshctl"], cwd=ROOT, env=env)
+    sh(["cargo", "build", "-q", "--release", "--manifest-path", os.path.join(ROOT, "bench/meshd-load/Cargo.toml")], env=env)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Api:
+    """The API server over HTTPS with the admin kubeconfig's client certificate."""
+
+    def __init__(self, kubeconfig, tmp):
+        cfg = json.loads(subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "kubectl", "config", "view", "--raw", "-o", "json"],
+                                        check=True, capture_output=True, env=dict(os.environ, KUBECONFIG=kubeconfig)).stdout)
+        cluster = cfg["clusters"][0]["cluster"]
+        user = cfg["users"][0]["user"]
+        self.server = cluster["server"]
+        files = {}
+        for key, field in (("ca", cluster["certificate-authority-data"]), ("cert", user["client-certificate-data"]), ("key", user["client-key-data"])):
+            path = os.path.join(tmp, f"admin-{key}.pem")
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(field))
+            files[key] = path
+        self.ca_data = cluster["certificate-authority-data"]
+        self.ctx = ssl.create_default_context(cafile=files["ca"])
+        self.ctx.load_cert_chain(files["cert"], files["key"])
+        hostport = self.server.split("://", 1)[1]
+        self.host, port = hostport.rsplit(":", 1)
+        self.port = int(port)
+        self.local = threading.local()
+
+    def request(self, method, path, body=None, content_type="application/json"):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        for attempt in range(3):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=60)
+                self.local.conn = conn
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                text = resp.read()
+                return resp.status, (json.loads(text) if text else {})
+            except (http.client.HTTPException, OSError, json.JSONDecodeError):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+
+    def must(self, method, path, body=None, content_type="application/json", ok=(200, 201)):
+        status, answer = self.request(method, path, body, content_type)
+        if status not in ok:
+            raise RuntimeError(f"{method} {path}: HTTP {status}: {answer.get('message', answer)}")
+        return answer
+
+
+def core(ns, kind):
+    return f"/api/v1/namespaces/{ns}/{kind}"
+
+
+def istio(ns, kind):
+    return f"/apis/networking.istio.io/v1/namespaces/{ns}/{kind}"
+
+
+def service_objects(ns, j, g):
+    """Service, EndpointSlice, DestinationRule and VirtualService of service j (global index g)."""
+    name = f"svc-{j}"
+    base = (10 << 24) | (246 << 16) | (g * 4)
+    ips = [socket.inet_ntoa((base + e + 1).to_bytes(4, "big")) for e in range(3)]
+    return [
+        (core(ns, "services"), {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"selector": {"app": name}, "ports": [
+                {"name": "http", "port": 80, "targetPort": 8080},
+                {"name": "grpc", "port": 9090, "targetPort": 9090, "appProtocol": "grpc"}]}}),
+        (f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-bench", "labels": {
+                "kubernetes.io/service-name": name,
+                "endpointslice.kubernetes.io/managed-by": "bench.meshctl.dev"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "grpc", "port": 9090, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips]}),
+        (istio(ns, "destinationrules"), {
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": name},
+            "spec": {"host": name,
+                     "trafficPolicy": {"loadBalancer": {"simple": "LEAST_REQUEST"}},
+                     "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]}}),
+        (istio(ns, "virtualservices"), {
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name},
+            "spec": {"hosts": [name], "http": [vs_route(name, 90)]}}),
+    ]
+
+
+def vs_route(name, weight):
+    return {"route": [{"destination": {"host": name, "subset": "v1"}, "weight": weight},
+                      {"destination": {"host": name, "subset": "v2"}, "weight": 100 - weight}],
+            "timeout": "5s", "retries": {"attempts": 3, "perTryTimeout": "2s"}}
+
+
+def create_mesh(api, services, namespaces):
+    t0 = time.time()
+    for i in list(range(namespaces)) + ["meshd"]:
+        status, _ = api.request("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": f"{PREFIX}{i}", "labels": {"bench.meshctl.dev/push": "true"}}})
+        if status not in (201, 409):
+            raise RuntimeError(f"creating namespace {PREFIX}{i}: HTTP {status}")
+    work = []
+    for g in range(services):
+        ns = f"{PREFIX}{g % namespaces}"
+        work += service_objects(ns, g // namespaces, g)
+
+    def create(item):
+        path, body = item
+        status, answer = api.request("POST", path, body)
+        if status not in (201, 409):
+            raise RuntimeError(f"POST {path} {body['metadata']['name']}: HTTP {status}: {answer.get('message')}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, work))
+    log(f"mesh of {services} services in {namespaces} namespaces: {len(work)} objects in {time.time() - t0:.1f} s")
+
+
+def meshd_identity(api, tmp):
+    """A service account for meshd: reads the cluster, writes only in the bench namespaces."""
+    namespaces = [n["metadata"]["name"] for n in api.must("GET", "/api/v1/namespaces?labelSelector=bench.meshctl.dev%2Fpush%3Dtrue")["items"]]
+    read = ["get", "list", "watch"]
+    api.request("POST", core(MESHD_NS, "serviceaccounts"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "meshd"}})
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    subject = [{"kind": "ServiceAccount", "name": "meshd", "namespace": MESHD_NS}]
+    api.request("POST", f"{rbac}/clusterroles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": RBAC_NAME},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "pods", "namespaces", "configmaps"], "verbs": read},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+            {"apiGroups": ["networking.istio.io", "security.istio.io"], "resources": ["*"], "verbs": read},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"], "verbs": read},
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}]})
+    api.request("POST", f"{rbac}/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": RBAC_NAME},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RBAC_NAME}, "subjects": subject})
+    for ns in namespaces:
+        api.request("POST", f"{rbac}/namespaces/{ns}/roles", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": RBAC_NAME},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets", "events"], "verbs": read + ["create", "update", "patch"]},
+                      {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]})
+        api.request("POST", f"{rbac}/namespaces/{ns}/rolebindings", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": RBAC_NAME},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RBAC_NAME}, "subjects": subject})
+    token = api.must("POST", core(MESHD_NS, "serviceaccounts/meshd/token"), {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 86400}})["status"]["token"]
+    path = os.path.join(tmp, "meshd.kubeconfig")
+    with open(path, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "bench",
+                   "clusters": [{"name": "bench", "cluster": {"server": api.server, "certificate-authority-data": api.ca_data}}],
+                   "users": [{"name": "meshd", "user": {"token": token}}],
+                   "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "meshd"}}]}, f)
+    return path
+
+
+def meshd_files(tmp):
+    """The injector and mesh config files of a rendered install, as meshd mounts them."""
+    import yaml  # PyYAML, for the rendered manifest
+
+    out = subprocess.run([os.path.join(TARGET, "release/meshctl"), "manifest", "generate", "--profile", "minimal", "--set", f"namespace={MESHD_NS}"],
+                         check=True, capture_output=True, text=True).stdout
+    inject = os.path.join(tmp, "inject")
+    os.makedirs(inject, exist_ok=True)
+    mesh = os.path.join(tmp, "mesh")
+    for doc in yaml.safe_load_all(out):
+        if not doc or doc.get("kind") != "ConfigMap":
+            continue
+        data = doc.get("data", {})
+        if doc["metadata"]["name"].startswith("mesh-sidecar-injector"):
+            for key in ("values", "config"):
+                with open(os.path.join(inject, key), "w") as f:
+                    f.write(data.get(key, ""))
+        elif doc["metadata"]["name"] == "mesh" or doc["metadata"]["name"].startswith("mesh-"):
+            if "mesh" in data:
+                with open(mesh, "w") as f:
+                    f.write(data["mesh"])
+    if not os.path.exists(os.path.join(inject, "values")) or not os.path.exists(mesh):
+        raise RuntimeError("the rendered manifest has no injector or mesh ConfigMap")
+    return inject, mesh
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / CLK_TCK  # utime + stime, ms
+
+
+def proc_mem(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
+
+
+class Meshd:
+    def __init__(self, kubeconfig, inject, mesh, tmp, pin):
+        self.grpc = free_port()
+        self.debug = free_port()
+        self.log_path = os.path.join(tmp, f"meshd-{time.time_ns()}.log")
+        cmd = ([ "taskset", "-c", "0"] if pin else []) + [
+            os.path.join(TARGET, "release/meshd"), "serve", "--kubeconfig", kubeconfig, "--namespace", MESHD_NS,
+            "--revision", "bench", "--service", "meshd-bench",
+            "--injector-webhook", f"{PREFIX}none-injector", "--validator-webhook", f"{PREFIX}none-validator",
+            "--inject-config", inject, "--mesh-config", mesh,
+            f"--webhook-addr=127.0.0.1:{free_port()}", f"--debug-addr=127.0.0.1:{self.debug}",
+            f"--monitoring-addr=127.0.0.1:{free_port()}", f"--grpc-addr=127.0.0.1:{self.grpc}",
+            f"--grpc-tls-addr=127.0.0.1:{free_port()}"]
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, RUST_LOG="warn,mesh_controlplane::discovery::watch=info"))
+        self.pid = self.proc.pid
+        deadline = time.time() + 120
+        while "first configuration built" not in self.log():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"meshd did not build its first configuration; log {self.log_path}:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+
+
+class Load:
+    def __init__(self, grpc, proxies, namespaces, apps, pin):
+        cmd = (["taskset", "-c", "1"] if pin else []) + [
+            os.path.join(TARGET, "release/meshd-load"), "--addr", f"http://127.0.0.1:{grpc}", "--proxies", str(proxies),
+            "--namespaces", ",".join(f"{PREFIX}{i}" for i in range(namespaces)), "--apps", str(apps)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise RuntimeError("meshd-load ended")
+        return json.loads(answer)
+
+    def stop(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def pct(values):
+    if not values:
+        return {}
+    values = sorted(values)
+    at = lambda q: values[round((len(values) - 1) * q)]
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": values[-1]}
+
+
+def run_n(n, args, api, kubeconfig, inject, mesh, tmp):
+    apps = -(-args.services // args.namespaces)
+    meshd = Meshd(kubeconfig, inject, mesh, tmp, not args.no_pin)
+    result = {"proxies": n, "services": args.services}
+    load = None
+    try:
+        time.sleep(1)
+        result["rss_before_mb"] = proc_mem(meshd.pid)["VmRSS"]
+        cpu0 = proc_stat(meshd.pid)
+        load = Load(meshd.grpc, n, args.namespaces, apps, not args.no_pin)
+        sync = load.ask("sync 300")
+        if sync["timed_out"] or sync["failed"]:
+            raise RuntimeError(f"{n} proxies did not sync: {json.dumps(sync)[:2000]}")
+        result["sync_s"] = sync["sync_seconds"]["max"]
+        result["sync_p50_s"] = sync["sync_seconds"]["p50"]
+        result["sync_cpu_ms"] = proc_stat(meshd.pid) - cpu0
+        result["sync_mb_received"] = sync["bytes"] / 1e6
+        result["held"] = sync["held"]
+        mem = proc_mem(meshd.pid)
+        result["rss_after_sync_mb"] = mem["VmRSS"]
+        result["rss_peak_sync_mb"] = mem["VmHWM"]
+        log(f"N={n}: synced in {result['sync_s']:.2f} s, RSS {mem['VmRSS']:.0f} MB (peak {mem['VmHWM']:.0f}); holding {sync['held']}")
+        time.sleep(2)
+        changes = []
+        idle = []
+        for c in range(args.changes):
+            g = random.randrange(args.services)
+            ns, name = f"{PREFIX}{g % args.namespaces}", f"svc-{g // args.namespaces}"
+            current = api.must("GET", f"{istio(ns, 'virtualservices')}/{name}")
+            weight = current["spec"]["http"][0]["route"][0]["weight"]
+            new = random.choice([w for w in range(1, 100) if w != weight])
+            cpu_before = proc_stat(meshd.pid)
+            sent = time.time_ns()
+            api.must("PATCH", f"{istio(ns, 'virtualservices')}/{name}", {"spec": {"http": [vs_route(name, new)]}},
+                     content_type="application/merge-patch+json")
+            accepted = time.time_ns()
+            answer = load.ask(f"wait {ns}/{name} {sent} 30")
+            cpu_change = proc_stat(meshd.pid) - cpu_before
+            lat = [(a - accepted) / 1e6 for a in answer["arrived"]]
+            pushes = answer["responses"]
+            change = {"vs": f"{ns}/{name}", "apiserver_ms": (accepted - sent) / 1e6, "latency_ms": pct(lat),
+                      "arrived": len(lat), "missing": answer["missing"], "timed_out": answer["timed_out"],
+                      "versions": len(answer["versions"]), "responses": pushes, "cpu_ms": cpu_change}
+            changes.append(change)
+            log(f"N={n} change {c + 1}: {len(lat)} proxies, p50 {change['latency_ms'].get('p50', 0):.0f} ms, "
+                f"p99 {change['latency_ms'].get('p99', 0):.0f} ms, max {change['latency_ms'].get('max', 0):.0f} ms, "
+                f"missing {answer['missing']}, cpu {cpu_change:.0f} ms, pushes {pushes}")
+            time.sleep(0.5)
+            t0, c0, since = time.time(), proc_stat(meshd.pid), time.time_ns()
+            time.sleep(args.idle)
+            window = time.time() - t0
+            spurious = load.ask(f"responses {since}")["responses"]
+            idle.append({"cpu_ms_per_s": (proc_stat(meshd.pid) - c0) / window, "responses": spurious})
+        mem = proc_mem(meshd.pid)
+        result["rss_steady_mb"] = mem["VmRSS"]
+        result["rss_peak_mb"] = mem["VmHWM"]
+        all_lat = []
+        for ch in changes:
+            all_lat.append(ch["latency_ms"])
+        result["changes"] = changes
+        result["idle"] = idle
+        # Per change the percentiles over its proxies; the table shows the median change's
+        # p50 and the worst change's p99 and max.
+        p50s = sorted(ch["latency_ms"]["p50"] for ch in changes if ch["latency_ms"])
+        result["change_p50_ms"] = p50s[len(p50s) // 2] if p50s else None
+        result["change_p90_ms"] = max((ch["latency_ms"]["p90"] for ch in changes if ch["latency_ms"]), default=None)
+        result["change_p99_ms"] = max((ch["latency_ms"]["p99"] for ch in changes if ch["latency_ms"]), default=None)
+        result["change_max_ms"] = max((ch["latency_ms"]["max"] for ch in changes if ch["latency_ms"]), default=None)
+        result["change_cpu_ms"] = sorted(ch["cpu_ms"] for ch in changes)[len(changes) // 2]
+        result["idle_cpu_ms_per_s"] = sorted(i["cpu_ms_per_s"] for i in idle)[len(idle) // 2]
+        result["idle_cpu_ms_per_s_max"] = max(i["cpu_ms_per_s"] for i in idle)
+        result["all_arrived"] = all(ch["missing"] == 0 and not ch["timed_out"] and ch["versions"] == 1 for ch in changes)
+        return result
+    finally:
+        if load:
+            load.stop()
+        meshd.stop()
+        result["meshd_log"] = meshd.log_path
+
+
+def cleanup(api, keep_mesh):
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    api.request("DELETE", f"{rbac}/clusterrolebindings/{RBAC_NAME}")
+    api.request("DELETE", f"{rbac}/clusterroles/{RBAC_NAME}")
+    if keep_mesh:
+        return
+    namespaces = api.must("GET", "/api/v1/namespaces?labelSelector=bench.meshctl.dev%2Fpush%3Dtrue")["items"]
+    for ns in namespaces:
+        api.request("DELETE", f"/api/v1/namespaces/{ns['metadata']['name']}")
+    log(f"deleted {len(namespaces)} namespaces {PREFIX}*")
+
+
+def table(results):
+    lines = ["| proxies | sync (all) | change p50 | change p90 | change p99 | change max | meshd CPU per change | meshd CPU idle | RSS before | RSS peak | RSS steady |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['proxies']} | {r['sync_s']:.2f} s | {r['change_p50_ms']:.0f} ms | {r['change_p90_ms']:.0f} ms | "
+                     f"{r['change_p99_ms']:.0f} ms | {r['change_max_ms']:.0f} ms | {r['change_cpu_ms']:.0f} ms | "
+                     f"{r['idle_cpu_ms_per_s']:.1f} ms/s | {r['rss_before_mb']:.0f} MB | {r['rss_peak_mb']:.0f} MB | {r['rss_steady_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--proxies", default="100,500,1000,2000")
+    ap.add_argument("--services", type=int, default=1000)
+    ap.add_argument("--namespaces", type=int, default=10)
+    ap.add_argument("--changes", type=int, default=10)
+    ap.add_argument("--idle", type=float, default=5.0)
+    ap.add_argument("--keep-mesh", action="store_true", help="leave the bench namespaces for the next run")
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin meshd to CPU 0 and the proxies to CPU 1")
+    ap.add_argument("--json", help="write every figure to this file")
+    args = ap.parse_args()
+    if not args.skip_build:
+        build()
+    kubeconfig = subprocess.run([os.path.join(ROOT, "e2e/cluster.sh"), "up"], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    tmp = tempfile.mkdtemp(prefix="meshd-push-")
+    api = Api(kubeconfig, tmp)
+    results = []
+    try:
+        create_mesh(api, args.services, args.namespaces)
+        meshd_kubeconfig = meshd_identity(api, tmp)
+        inject, mesh = meshd_files(tmp)
+        for n in [int(x) for x in args.proxies.split(",")]:
+            results.append(run_n(n, args, api, meshd_kubeconfig, inject, mesh, tmp))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(results, f, indent=1)
+    finally:
+        cleanup(api, args.keep_mesh)
+    print(f"\nmeshd push, {args.services} services, {args.changes} VirtualService changes per row "
+          f"(p50: median over changes of the per-change median; p90/p99/max: worst change)\n")
+    print(table(results))
+    last = results[-1]
+    print(f"\nistiod (published): {ISTIOD_CPU:g} vCPU and {ISTIOD_MEMORY_MB / 1024:g} GB for 1,000 services and 2,000 sidecars; "
+          f"meshd at {last['proxies']} proxies: peak RSS {last['rss_peak_mb']:.0f} MB "
+          f"({last['rss_peak_mb'] / ISTIOD_MEMORY_MB:.1%} of istiod's)")
+    ok = all(r["all_arrived"] for r in results)
+    print(f"every change reached every proxy, one version each: {'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
