@@ -9,15 +9,19 @@ until every proxy holds it.
 
 The mesh, created through the API server of the shared local cluster (`e2e/cluster.sh up`) in
 namespaces `bench-push-0..K-1`: per service a Service (selector `app: svc-<j>`, ports http 80 and
-grpc 9090), an EndpointSlice with three ready endpoints (fake addresses: kwok's two nodes hold
-220 pods, shared with everyone, so the bench creates no pods), a DestinationRule with subsets v1
-and v2, and a VirtualService splitting 90/10 between them with a timeout and retries. No Sidecar
-resources, every object exported everywhere: Istio's default, in which every proxy receives every
-service (what istiod's published figures are for).
+grpc 9090), two pods (versions v1 and v2, named, labelled and sized like injected Deployment
+pods), an EndpointSlice listing both as ready, a DestinationRule with subsets v1 and v2, and a
+VirtualService splitting 90/10 between them with a timeout and retries. The pods are never
+scheduled (a scheduling gate: kwok's nodes hold 220 pods, shared with everyone); the bench sets
+their addresses and readiness itself, so meshd watches 2*S real pod objects and labels the
+endpoints from them. No Sidecar resources, every object exported everywhere: Istio's default,
+in which every proxy receives every service (what istiod's published figures are for).
 
 For each N, a fresh release-build meshd (`meshd serve`, pinned to CPU 0) and `meshd-load`
 (bench/meshd-load, pinned to CPU 1): N proxies, each a real gRPC client with its own connection
 and delta stream, spread over the namespaces and apps, ACKing every response. Measured:
+
+Proxy i is pod i (its name, namespace, labels, workload and address), N <= 2*S.
 
 - initial sync: from the proxies starting to connect until every one holds a complete set of
   every type (all connect at once, as after a meshd restart);
@@ -44,6 +48,7 @@ cluster. Everything the bench creates is deleted at the end (unless --keep-mesh)
 
 import argparse
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -149,11 +154,68 @@ def istio(ns, kind):
     return f"/apis/networking.istio.io/v1/namespaces/{ns}/{kind}"
 
 
-def service_objects(ns, j, g):
-    """Service, EndpointSlice, DestinationRule and VirtualService of service j (global index g)."""
+def pod_ip(p):
+    return socket.inet_ntoa(((10 << 24) | (246 << 16) | (p + 1)).to_bytes(4, "big"))
+
+
+def pods_of(services, namespaces):
+    """Two pods per service (versions v1 and v2), as Deployments name and label them: pod p is
+    of service p % S, v1 for the first S. Proxy i is pod i, so any N spreads over the
+    namespaces."""
+    pods = []
+    for p in range(2 * services):
+        g = p % services
+        version = "v1" if p < services else "v2"
+        app = f"svc-{g // namespaces}"
+        workload = f"{app}-{version}"
+        template = hashlib.sha1(f"{g % namespaces}/{workload}".encode()).hexdigest()[:10]
+        suffix = hashlib.sha1(str(p).encode()).hexdigest()[:5]
+        pods.append({"namespace": f"{PREFIX}{g % namespaces}", "name": f"{workload}-{template}-{suffix}", "ip": pod_ip(p),
+                     "labels": {"app": app, "version": version, "pod-template-hash": template,
+                                "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": app,
+                                "service.istio.io/canonical-revision": version},
+                     "workload": workload, "serviceAccount": app, "service": g})
+    return pods
+
+
+def pod_object(pod):
+    """An injected pod's spec, roughly the size of a real one."""
+    env = [{"name": k, "value": v} for k, v in (
+        ("PILOT_CERT_PROVIDER", "istiod"), ("CA_ADDR", "meshd.mesh-system.svc:15012"), ("ISTIO_META_CLUSTER_ID", "Kubernetes"),
+        ("ISTIO_META_WORKLOAD_NAME", pod["workload"]), ("ISTIO_META_MESH_ID", "cluster.local"), ("TRUST_DOMAIN", "cluster.local"))]
+    env += [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "INSTANCE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod["name"], "labels": pod["labels"],
+                     "annotations": {"sidecar.istio.io/status": json.dumps({"initContainers": ["istio-init"], "containers": ["istio-proxy"],
+                                                                            "volumes": ["istio-envoy", "istio-data", "istio-token", "istiod-ca-cert"]})}},
+        "spec": {
+            # Never scheduled: kwok's nodes hold 220 pods, shared with everyone; the bench sets
+            # the pods' addresses itself.
+            "schedulingGates": [{"name": "bench.meshctl.dev/never"}],
+            "initContainers": [{"name": "istio-init", "image": "meshctl/proxy:bench", "args": ["iptables", "-p", "15001", "-z", "15006", "-u", "1337"],
+                                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}, "runAsUser": 0}}],
+            "containers": [
+                {"name": "app", "image": f"bench/{pod['workload']}:1", "ports": [{"containerPort": 8080, "name": "http"}, {"containerPort": 9090, "name": "grpc"}],
+                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+                {"name": "istio-proxy", "image": "meshctl/proxy:bench", "args": ["run", "--log-level", "warn"], "env": env,
+                 "ports": [{"containerPort": 15090, "name": "http-envoy-prom"}],
+                 "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15},
+                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+                 "securityContext": {"runAsUser": 1337, "runAsGroup": 1337, "readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"}, {"name": "istio-token", "mountPath": "/var/run/secrets/tokens"},
+                                  {"name": "istiod-ca-cert", "mountPath": "/var/run/secrets/istio"}]}],
+            "serviceAccountName": pod["serviceAccount"],
+            "volumes": [{"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
+                        {"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}},
+                        {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}]}}
+
+
+def service_objects(ns, j, pods):
+    """Service, EndpointSlice (its pods, ready), DestinationRule and VirtualService of svc-j."""
     name = f"svc-{j}"
-    base = (10 << 24) | (246 << 16) | (g * 4)
-    ips = [socket.inet_ntoa((base + e + 1).to_bytes(4, "big")) for e in range(3)]
     return [
         (core(ns, "services"), {
             "apiVersion": "v1", "kind": "Service",
@@ -161,6 +223,8 @@ def service_objects(ns, j, g):
             "spec": {"selector": {"app": name}, "ports": [
                 {"name": "http", "port": 80, "targetPort": 8080},
                 {"name": "grpc", "port": 9090, "targetPort": 9090, "appProtocol": "grpc"}]}}),
+        # The endpoint slice controller leaves pods without a node out of its own slice, so
+        # the bench lists them in one of its own, as the controller would.
         (f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{name}-bench", "labels": {
@@ -168,7 +232,8 @@ def service_objects(ns, j, g):
                 "endpointslice.kubernetes.io/managed-by": "bench.meshctl.dev"}},
             "addressType": "IPv4",
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "grpc", "port": 9090, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips]}),
+            "endpoints": [{"addresses": [p["ip"]], "conditions": {"ready": True},
+                           "targetRef": {"kind": "Pod", "namespace": ns, "name": p["name"]}} for p in pods]}),
         (istio(ns, "destinationrules"), {
             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": name},
@@ -188,7 +253,7 @@ def vs_route(name, weight):
             "timeout": "5s", "retries": {"attempts": 3, "perTryTimeout": "2s"}}
 
 
-def create_mesh(api, services, namespaces):
+def create_mesh(api, services, namespaces, pods):
     t0 = time.time()
     for i in list(range(namespaces)) + ["meshd"]:
         status, _ = api.request("POST", "/api/v1/namespaces", {
@@ -196,20 +261,45 @@ def create_mesh(api, services, namespaces):
             "metadata": {"name": f"{PREFIX}{i}", "labels": {"bench.meshctl.dev/push": "true"}}})
         if status not in (201, 409):
             raise RuntimeError(f"creating namespace {PREFIX}{i}: HTTP {status}")
+    by_service = {}
+    for p in pods:
+        by_service.setdefault(p["service"], []).append(p)
     work = []
     for g in range(services):
-        ns = f"{PREFIX}{g % namespaces}"
-        work += service_objects(ns, g // namespaces, g)
+        work += service_objects(f"{PREFIX}{g % namespaces}", g // namespaces, by_service[g])
 
     def create(item):
         path, body = item
         status, answer = api.request("POST", path, body)
         if status not in (201, 409):
             raise RuntimeError(f"POST {path} {body['metadata']['name']}: HTTP {status}: {answer.get('message')}")
+        return status
+
+    def create_pod(pod):
+        if create((core(pod["namespace"], "pods"), pod_object(pod))) == 201:
+            api.must("PATCH", f"{core(pod['namespace'], 'pods')}/{pod['name']}/status", {"status": {
+                "podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}],
+                "conditions": [{"type": "Ready", "status": "True"}]}}, content_type="application/merge-patch+json")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, work))
-    log(f"mesh of {services} services in {namespaces} namespaces: {len(work)} objects in {time.time() - t0:.1f} s")
+        list(pool.map(create_pod, pods))
+    log(f"mesh of {services} services and {len(pods)} pods in {namespaces} namespaces: {len(work) + len(pods)} objects in {time.time() - t0:.1f} s")
+    # The endpoint slice controller makes a slice per Service (empty: the pods have no node),
+    # at its own pace; a meshd measured meanwhile would be rebuilding for it.
+    deadline = time.time() + 600
+    while True:
+        made = 0
+        for i in range(namespaces):
+            made += len(api.must("GET", f"/apis/discovery.k8s.io/v1/namespaces/{PREFIX}{i}/endpointslices"
+                                        "?labelSelector=endpointslice.kubernetes.io%2Fmanaged-by%3Dendpointslice-controller.k8s.io")["items"])
+        if made >= services:
+            break
+        if time.time() > deadline:
+            raise RuntimeError(f"the endpoint slice controller made {made} of {services} slices in 10 minutes")
+        time.sleep(2)
+    time.sleep(2)
+    log(f"the cluster settled after {time.time() - t0:.1f} s")
 
 
 def meshd_identity(api, tmp):
@@ -295,7 +385,9 @@ class Meshd:
         self.grpc = free_port()
         self.debug = free_port()
         self.log_path = os.path.join(tmp, f"meshd-{time.time_ns()}.log")
-        cmd = ([ "taskset", "-c", "0"] if pin else []) + [
+        # MESHD_WRAP: a profiler to run meshd under, e.g. "valgrind --tool=massif".
+        wrap = os.environ.get("MESHD_WRAP", "").split()
+        cmd = (["taskset", "-c", "0"] if pin else []) + wrap + [
             os.path.join(TARGET, "release/meshd"), "serve", "--kubeconfig", kubeconfig, "--namespace", MESHD_NS,
             "--revision", "bench", "--service", "meshd-bench",
             "--injector-webhook", f"{PREFIX}none-injector", "--validator-webhook", f"{PREFIX}none-validator",
@@ -305,7 +397,7 @@ class Meshd:
             f"--grpc-tls-addr=127.0.0.1:{free_port()}"]
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, RUST_LOG="warn,mesh_controlplane::discovery::watch=info"))
+                                     env=dict(os.environ, RUST_LOG=os.environ.get("MESHD_LOG", "warn,mesh_controlplane::discovery::watch=info")))
         self.pid = self.proc.pid
         deadline = time.time() + 120
         while "first configuration built" not in self.log():
@@ -329,10 +421,10 @@ class Meshd:
 
 
 class Load:
-    def __init__(self, grpc, proxies, namespaces, apps, pin):
+    def __init__(self, grpc, proxies, pods_file, pin):
         cmd = (["taskset", "-c", "1"] if pin else []) + [
             os.path.join(TARGET, "release/meshd-load"), "--addr", f"http://127.0.0.1:{grpc}", "--proxies", str(proxies),
-            "--namespaces", ",".join(f"{PREFIX}{i}" for i in range(namespaces)), "--apps", str(apps)]
+            "--pods", pods_file]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, line):
@@ -361,8 +453,7 @@ def pct(values):
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": values[-1]}
 
 
-def run_n(n, args, api, kubeconfig, inject, mesh, tmp):
-    apps = -(-args.services // args.namespaces)
+def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
     meshd = Meshd(kubeconfig, inject, mesh, tmp, not args.no_pin)
     result = {"proxies": n, "services": args.services}
     load = None
@@ -370,14 +461,15 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp):
         time.sleep(1)
         result["rss_before_mb"] = proc_mem(meshd.pid)["VmRSS"]
         cpu0 = proc_stat(meshd.pid)
-        load = Load(meshd.grpc, n, args.namespaces, apps, not args.no_pin)
+        load = Load(meshd.grpc, n, pods_file, not args.no_pin)
         sync = load.ask("sync 300")
         if sync["timed_out"] or sync["failed"]:
             raise RuntimeError(f"{n} proxies did not sync: {json.dumps(sync)[:2000]}")
         result["sync_s"] = sync["sync_seconds"]["max"]
         result["sync_p50_s"] = sync["sync_seconds"]["p50"]
         result["sync_cpu_ms"] = proc_stat(meshd.pid) - cpu0
-        result["sync_mb_received"] = sync["bytes"] / 1e6
+        result["sync_mb_received"] = sum(sync["bytes"].values()) / 1e6
+        result["sync_mb_per_proxy_by_type"] = {t: b / n / 1e6 for t, b in sync["bytes"].items()}
         result["held"] = sync["held"]
         mem = proc_mem(meshd.pid)
         result["rss_after_sync_mb"] = mem["VmRSS"]
@@ -482,11 +574,19 @@ def main():
     api = Api(kubeconfig, tmp)
     results = []
     try:
-        create_mesh(api, args.services, args.namespaces)
+        pods = pods_of(args.services, args.namespaces)
+        counts = [int(x) for x in args.proxies.split(",")]
+        if max(counts) > len(pods):
+            raise SystemExit(f"at most {len(pods)} proxies (two pods per service)")
+        pods_file = os.path.join(tmp, "pods.jsonl")
+        with open(pods_file, "w") as f:
+            for p in pods:
+                f.write(json.dumps(p) + "\n")
+        create_mesh(api, args.services, args.namespaces, pods)
         meshd_kubeconfig = meshd_identity(api, tmp)
         inject, mesh = meshd_files(tmp)
-        for n in [int(x) for x in args.proxies.split(",")]:
-            results.append(run_n(n, args, api, meshd_kubeconfig, inject, mesh, tmp))
+        for n in counts:
+            results.append(run_n(n, args, api, meshd_kubeconfig, inject, mesh, tmp, pods_file))
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(results, f, indent=1)

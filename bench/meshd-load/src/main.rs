@@ -1,11 +1,10 @@
-//! `meshd-load --addr http://127.0.0.1:15010 --proxies 2000 --namespaces a,b,c --apps 100`
+//! `meshd-load --addr http://127.0.0.1:15010 --proxies 2000 --pods pods.jsonl`
 //!
 //! N simulated proxies on one meshd, each a real gRPC client with its own TCP connection and
 //! its own `AggregatedDiscovery/DeltaStream`, as mesh-proxy does it: a first request with the
-//! node (pod name, namespace, workload, labels like a Deployment's pod), then an ACK for every
-//! response. Proxy `i` is pod `svc-<j>-<hash>-<i>` of app `svc-<j>` in namespace
-//! `namespaces[i % k]`, `j = (i / k) % apps`, so the proxies spread over the namespaces and the
-//! apps of each, and the Services selecting `app: svc-<j>` select them.
+//! node, then an ACK for every response. Proxy `i` is the pod on line `i` of `--pods`, one JSON
+//! object a line: `{"namespace", "name", "ip", "labels", "workload", "serviceAccount"}` (the
+//! pods bench/meshd_push.py created in the cluster).
 //!
 //! Every proxy records when each resource arrived (unix ns, taken when the response is
 //! decoded, before its ACK is sent). Commands on stdin, one JSON answer per line on stdout:
@@ -18,7 +17,8 @@
 //! - `responses SINCE_NS`: the responses of every type received since.
 //! - `quit`.
 //!
-//! Progress and errors go to stderr.
+//! Progress and errors go to stderr; with `MESHD_LOAD_DUMP=1` also the first resource of each
+//! type's first response (to see what proxies get).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,18 +36,49 @@ use tonic::transport::Endpoint;
 struct Args {
     addr: String,
     proxies: usize,
-    namespaces: Vec<String>,
-    apps: usize,
+    pods: Vec<Node>,
     connect_concurrency: usize,
     workers: usize,
+}
+
+/// The pods of `path`, as the nodes their proxies announce.
+fn read_pods(path: &str) -> Result<Vec<Node>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--pods {path}: {e}"))?;
+    let mut pods = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let labels = v["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pods.push(Node {
+            pod_name: text("name"),
+            namespace: text("namespace"),
+            pod_ip: text("ip"),
+            service_account: text("serviceAccount"),
+            labels,
+            workload_name: text("workload"),
+            proxy_version: "meshd-load".into(),
+            gateway: false,
+        });
+    }
+    Ok(pods)
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         addr: "http://127.0.0.1:15010".into(),
         proxies: 100,
-        namespaces: vec!["default".into()],
-        apps: 10,
+        pods: Vec::new(),
         connect_concurrency: 64,
         workers: 1,
     };
@@ -58,15 +89,21 @@ fn parse_args() -> Result<Args, String> {
         match k.as_str() {
             "--addr" => a.addr = v,
             "--proxies" => a.proxies = v.parse().map_err(|e| bad(&e))?,
-            "--namespaces" => a.namespaces = v.split(',').map(str::to_owned).collect(),
-            "--apps" => a.apps = v.parse().map_err(|e| bad(&e))?,
+            "--pods" => a.pods = read_pods(&v)?,
             "--connect-concurrency" => a.connect_concurrency = v.parse().map_err(|e| bad(&e))?,
             "--workers" => a.workers = v.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {k}")),
         }
     }
-    if a.namespaces.is_empty() || a.apps == 0 || a.connect_concurrency == 0 {
-        return Err("--namespaces, --apps and --connect-concurrency must not be empty".into());
+    if a.pods.len() < a.proxies {
+        return Err(format!(
+            "--pods lists {} pods, fewer than --proxies {}",
+            a.pods.len(),
+            a.proxies
+        ));
+    }
+    if a.connect_concurrency == 0 {
+        return Err("--connect-concurrency must be at least 1".into());
     }
     Ok(a)
 }
@@ -118,7 +155,7 @@ struct ProxyState {
     complete: [bool; 4],
     synced_at: Option<u64>,
     failed: Option<String>,
-    bytes: u64,
+    bytes: [u64; 4],
     /// (time, type index, resources) of every response after sync.
     responses: Vec<(u64, usize, usize)>,
     updates: Vec<Update>,
@@ -129,7 +166,17 @@ impl ProxyState {
         let Some(t) = type_index(&r.type_url) else {
             return;
         };
-        self.bytes += r.encoded_len() as u64;
+        self.bytes[t] += r.encoded_len() as u64;
+        if std::env::var_os("MESHD_LOAD_DUMP").is_some()
+            && !r.resources.is_empty()
+            && !self.complete[t]
+        {
+            eprintln!(
+                "{} {}",
+                r.type_url,
+                String::from_utf8_lossy(&r.resources[0].body)
+            );
+        }
         let synced = self.synced_at.is_some();
         for res in &r.resources {
             let name = interner.get(&res.name);
@@ -172,37 +219,6 @@ struct Shared {
     started_at: u64,
 }
 
-fn node(i: usize, args: &Args) -> Node {
-    let k = args.namespaces.len();
-    let namespace = args.namespaces[i % k].clone();
-    let app = format!("svc-{}", (i / k) % args.apps);
-    // A Deployment's pod-template-hash: the same for every pod of one app.
-    let hash = format!(
-        "{:010x}",
-        app.bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64)
-                .wrapping_mul(0x100000001b3))
-            & 0xff_ffff_ffff
-    );
-    let labels = HashMap::from([
-        ("app".to_owned(), app.clone()),
-        ("version".to_owned(), "v1".to_owned()),
-        ("pod-template-hash".to_owned(), hash.clone()),
-        ("security.istio.io/tlsMode".to_owned(), "istio".to_owned()),
-        ("service.istio.io/canonical-name".to_owned(), app.clone()),
-    ]);
-    Node {
-        pod_name: format!("{app}-{hash}-{i:05}"),
-        namespace,
-        pod_ip: format!("10.245.{}.{}", i / 250, i % 250 + 1),
-        service_account: app.clone(),
-        labels,
-        workload_name: app,
-        proxy_version: "meshd-load".into(),
-        gateway: false,
-    }
-}
-
 async fn run_proxy(i: usize, args: Arc<Args>, shared: Arc<Shared>, connecting: Arc<Semaphore>) {
     let fail = |why: String| {
         eprintln!("proxy {i}: {why}");
@@ -220,7 +236,7 @@ async fn run_proxy(i: usize, args: Arc<Args>, shared: Arc<Shared>, connecting: A
     let mut client = AggregatedDiscoveryClient::new(channel).max_decoding_message_size(256 << 20);
     let (tx, rx) = mpsc::channel::<DeltaRequest>(16);
     let hello = DeltaRequest {
-        node: Some(node(i, &args)),
+        node: Some(args.pods[i].clone()),
         ..DeltaRequest::default()
     };
     if tx.send(hello).await.is_err() {
@@ -264,7 +280,7 @@ fn percentiles(mut values: Vec<f64>) -> Value {
 fn sync_report(shared: &Shared) -> Value {
     let mut synced = Vec::new();
     let mut failed = 0;
-    let mut bytes = 0u64;
+    let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
     let mut counts: BTreeMap<&str, BTreeMap<usize, usize>> = BTreeMap::new();
     for p in &shared.proxies {
         let p = lock(p);
@@ -274,7 +290,9 @@ fn sync_report(shared: &Shared) -> Value {
         if let Some(t) = p.synced_at {
             synced.push(t);
         }
-        bytes += p.bytes;
+        for (t, b) in p.bytes.iter().enumerate() {
+            *bytes.entry(types::ALL[t]).or_default() += b;
+        }
         for (t, held) in p.held.iter().enumerate() {
             *counts
                 .entry(types::ALL[t])
@@ -333,10 +351,7 @@ fn arrivals(shared: &Shared, name: &str, since: u64) -> (Vec<u64>, usize, BTreeM
         if p.failed.is_some() {
             continue;
         }
-        let first = p
-            .updates
-            .iter()
-            .find(|u| u.at >= since && &*u.name == name);
+        let first = p.updates.iter().find(|u| u.at >= since && &*u.name == name);
         let holds = p.held.iter().find_map(|h| h.get(name));
         match (first, holds) {
             (Some(u), _) => {
@@ -377,7 +392,12 @@ async fn command(line: &str, shared: &Arc<Shared>) -> Option<Value> {
                 .unwrap_or(60.0),
         )
     };
-    let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+    let number = |i: usize| {
+        words
+            .get(i)
+            .and_then(|w| w.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Some(match words.first().copied() {
         Some("sync") => {
             let all = wait_until(seconds(1), || {
@@ -450,7 +470,10 @@ fn main() -> std::process::ExitCode {
                 connecting.clone(),
             ));
         }
-        eprintln!("meshd-load: {} proxies connecting to {}", args.proxies, args.addr);
+        eprintln!(
+            "meshd-load: {} proxies connecting to {}",
+            args.proxies, args.addr
+        );
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let mut stdout = tokio::io::stdout();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -459,8 +482,7 @@ fn main() -> std::process::ExitCode {
             };
             let mut text = answer.to_string();
             text.push('\n');
-            if stdout.write_all(text.as_bytes()).await.is_err() || stdout.flush().await.is_err()
-            {
+            if stdout.write_all(text.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
                 break;
             }
         }

@@ -158,6 +158,13 @@ pub struct GatewayScope {
     pub servers: Vec<(u16, String, Vec<String>)>,
 }
 
+/// A Service's host, pod selector and ports.
+pub type Selector = (
+    String,
+    BTreeMap<String, String>,
+    Vec<mesh_proxy_config::ServicePort>,
+);
+
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     pub services: Vec<Published>,
@@ -165,12 +172,9 @@ pub struct Model {
     pub destination_rules: Vec<Published>,
     pub sidecars: Vec<SidecarScope>,
     pub gateways: Vec<GatewayScope>,
-    /// Services by the labels they select, for a proxy's inbound ports.
-    pub selectors: Vec<(
-        String,
-        BTreeMap<String, String>,
-        Vec<mesh_proxy_config::ServicePort>,
-    )>,
+    /// Per namespace, its Services by the labels they select (a Service selects pods of its
+    /// own namespace only), for a proxy's inbound ports.
+    pub selectors: HashMap<String, Vec<Selector>>,
     pub problems: Vec<Problem>,
     pub mesh: Option<MeshSettings>,
 }
@@ -227,9 +231,11 @@ impl Model {
             let export = Export::parse(export_to.as_ref(), &ns);
             let selector = string_map(&svc.data["spec"]["selector"]);
             if !selector.is_empty() {
-                model
-                    .selectors
-                    .push((service.host.clone(), selector, service.ports.clone()));
+                model.selectors.entry(ns.clone()).or_default().push((
+                    service.host.clone(),
+                    selector,
+                    service.ports.clone(),
+                ));
             }
             let host = service.host.clone();
             if let Some(p) = publish(host.clone(), &ns, vec![host], vec![], export, &service) {

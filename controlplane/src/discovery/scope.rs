@@ -188,7 +188,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
         .unwrap_or(mesh_registry_only);
     let mut inbound_ports: Vec<ServicePort> = Vec::new();
     let mut inbound_service = None;
-    for (host, selector, ports) in &model.selectors {
+    for (host, selector, ports) in model.selectors.get(&node.namespace).into_iter().flatten() {
         if selector.is_empty() || !selects(selector, &node.labels) {
             continue;
         }
@@ -432,6 +432,25 @@ mod tests {
         assert!(
             settings.listeners.is_none(),
             "a sidecar uses the capture listeners"
+        );
+    }
+
+    #[test]
+    fn only_the_services_of_its_own_namespace_select_a_proxy() {
+        let other = object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "bank"},
+            "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "reviews"}, "ports": [{"name": "grpc", "port": 9090, "targetPort": 9091}]}}));
+        let m = model(vec![
+            (Kind::Service, other),
+            (Kind::Service, service("reviews", "shop", None)),
+        ]);
+        let n = node("shop", "reviews");
+        let settings = own_settings(&m, &n, &scope_key(&m, &n));
+        let ports: Vec<u16> = settings.inbound.ports.iter().map(|p| p.number).collect();
+        assert_eq!(ports, [8080], "bank's reviews selects bank's pods only");
+        assert_eq!(
+            settings.inbound.service.as_deref(),
+            Some("reviews.shop.svc.cluster.local")
         );
     }
 

@@ -102,13 +102,20 @@ impl Store {
         }
     }
 
-    fn apply(&self, kind: Kind, event: Event<DynamicObject>) {
+    /// Takes in one watch event; true (and the push loop is woken) if it changed what
+    /// discovery reads.
+    fn apply(&self, kind: Kind, event: Event<DynamicObject>) -> bool {
         let notify = self.with(|kinds| {
             let state = kinds.entry(kind).or_default();
             state.failing_since = None;
             match event {
                 Event::Apply(o) => {
-                    state.objects.insert(key(&o), Arc::new(o));
+                    let o = slim(kind, o);
+                    let key = key(&o);
+                    if state.objects.get(&key).is_some_and(|held| **held == o) {
+                        return false;
+                    }
+                    state.objects.insert(key, Arc::new(o));
                     true
                 }
                 Event::Delete(o) => state.objects.remove(&key(&o)).is_some(),
@@ -117,6 +124,7 @@ impl Store {
                     false
                 }
                 Event::InitApply(o) => {
+                    let o = slim(kind, o);
                     state
                         .listing
                         .get_or_insert_with(BTreeMap::new)
@@ -133,6 +141,7 @@ impl Store {
         if notify {
             self.changed.notify_one();
         }
+        notify
     }
 
     /// A kind the API server does not serve (its CRD is not installed) is known: it is empty.
@@ -178,6 +187,36 @@ impl Store {
                 .collect(),
         })
     }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What meshd keeps of a watched object: what discovery reads. The API server's bookkeeping
+/// (managed fields, resource version) and kubectl's last-applied copy go; of a pod only its
+/// metadata without annotations, its service account and its addresses stay: pods are most of
+/// what a cluster holds, and most of their updates (status, conditions) change nothing here,
+/// so they cost no new generation.
+fn slim(kind: Kind, mut o: DynamicObject) -> DynamicObject {
+    o.metadata.managed_fields = None;
+    o.metadata.resource_version = None;
+    if let Some(annotations) = o.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    if kind == Kind::Pod {
+        o.metadata.annotations = None;
+        let mut spec = serde_json::Map::new();
+        if let Some(sa) = o.data["spec"].get("serviceAccountName") {
+            spec.insert("serviceAccountName".to_owned(), sa.clone());
+        }
+        let mut status = serde_json::Map::new();
+        for field in ["podIP", "podIPs"] {
+            if let Some(v) = o.data["status"].get(field) {
+                status.insert(field.to_owned(), v.clone());
+            }
+        }
+        o.data = serde_json::json!({"spec": spec, "status": status});
+    }
+    o
 }
 
 fn is_not_served(e: &watcher::Error) -> bool {
@@ -254,5 +293,45 @@ pub async fn push_loop(
             info!(generation, services, "first configuration built");
         }
         tracing::debug!(generation, took = ?started.elapsed(), "configuration built");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(version: &str, ready: &str, rv: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "reviews-1", "namespace": "shop", "resourceVersion": rv,
+                         "labels": {"app": "reviews", "version": version},
+                         "annotations": {"sidecar.istio.io/status": "{}"},
+                         "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "spec": {"serviceAccountName": "reviews", "containers": [{"name": "app", "image": "reviews:1"}]},
+            "status": {"podIP": "10.244.0.7", "conditions": [{"type": "Ready", "status": ready}]},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pod_is_kept_as_far_as_discovery_reads_it_and_other_updates_wake_nothing() {
+        let store = Store::default();
+        assert!(store.apply(Kind::Pod, Event::Apply(pod("v1", "False", "1"))));
+        let held = store.snapshot().objects[&Kind::Pod][0].clone();
+        assert!(held.metadata.managed_fields.is_none());
+        assert!(held.metadata.annotations.is_none());
+        assert_eq!(
+            held.data,
+            json!({"spec": {"serviceAccountName": "reviews"}, "status": {"podIP": "10.244.0.7"}})
+        );
+        assert!(
+            !store.apply(Kind::Pod, Event::Apply(pod("v1", "True", "2"))),
+            "a condition changed: nothing discovery reads"
+        );
+        assert!(
+            store.apply(Kind::Pod, Event::Apply(pod("v2", "True", "3"))),
+            "its labels changed: the endpoints' labels change"
+        );
     }
 }
