@@ -8,7 +8,7 @@ until every proxy holds it.
                         [--json FILE]
 
 The mesh, created through the API server of the shared local cluster (`e2e/cluster.sh up`) in
-namespaces `bench-push-0..K-1`: per service a Service (selector `app: svc-<j>`, ports http 80 and
+namespaces `bench-push-0..K-1`: per service a ServiceAccount, a Service (selector `app: svc-<j>`, ports http 80 and
 grpc 9090), two pods (versions v1 and v2, named, labelled and sized like injected Deployment
 pods), an EndpointSlice listing both as ready, a DestinationRule with subsets v1 and v2, and a
 VirtualService splitting 90/10 between them with a timeout and retries. The pods are never
@@ -214,9 +214,11 @@ def pod_object(pod):
 
 
 def service_objects(ns, j, pods):
-    """Service, EndpointSlice (its pods, ready), DestinationRule and VirtualService of svc-j."""
+    """ServiceAccount, Service, EndpointSlice (its pods, ready), DestinationRule and VirtualService
+    of svc-j."""
     name = f"svc-{j}"
     return [
+        (core(ns, "serviceaccounts"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
         (core(ns, "services"), {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "labels": {"app": name}},
@@ -463,6 +465,8 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
         cpu0 = proc_stat(meshd.pid)
         load = Load(meshd.grpc, n, pods_file, not args.no_pin)
         sync = load.ask("sync 300")
+        # The proxies' side: on one core, decoding every proxy's copy of the mesh.
+        result["sync_load_cpu_ms"] = proc_stat(load.proc.pid)
         if sync["timed_out"] or sync["failed"]:
             raise RuntimeError(f"{n} proxies did not sync: {json.dumps(sync)[:2000]}")
         result["sync_s"] = sync["sync_seconds"]["max"]

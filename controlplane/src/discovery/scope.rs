@@ -4,7 +4,7 @@
 //!
 //! Proxies with the same [`ScopeKey`] see the same set, which is computed once per key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -138,13 +138,13 @@ pub fn view(model: &Model, key: &ScopeKey) -> View {
             })
     };
     let services = versions(model.services.iter().filter(|p| reachable(p)));
-    let visible_hosts: Vec<&str> = model
+    let visible_hosts: HashSet<&str> = model
         .services
         .iter()
         .filter(|p| services.contains_key(&p.name))
         .flat_map(|p| p.hosts.iter().map(String::as_str))
         .collect();
-    let known_hosts: Vec<&str> = model
+    let known_hosts: HashSet<&str> = model
         .services
         .iter()
         .flat_map(|p| p.hosts.iter().map(String::as_str))
@@ -153,8 +153,8 @@ pub fn view(model: &Model, key: &ScopeKey) -> View {
     // registry (an external name) wherever the rule itself may go.
     let destination_rules = versions(model.destination_rules.iter().filter(|p| {
         let host = p.hosts.first().map(String::as_str).unwrap_or_default();
-        if known_hosts.contains(&host) {
-            p.export.allows(&key.namespace) && visible_hosts.contains(&host)
+        if known_hosts.contains(host) {
+            p.export.allows(&key.namespace) && visible_hosts.contains(host)
         } else {
             reachable(p)
         }

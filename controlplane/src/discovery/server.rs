@@ -58,7 +58,7 @@ impl DiscoveryService {
     pub async fn open(
         &self,
         request: Request<Streaming<DeltaRequest>>,
-    ) -> Result<mpsc::Receiver<Encoded>, Status> {
+    ) -> Result<mpsc::Receiver<Box<Encoded>>, Status> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -101,7 +101,9 @@ impl DiscoveryService {
         }
         info!(%peer, pod = %node.pod_name, namespace = %node.namespace, "proxy connected");
         let status = self.hub.connect(&node, proxy_version, peer);
-        let (tx, rx) = mpsc::channel(8);
+        // At most one response per type is in flight; boxed, a waiting one costs the channel a
+        // pointer.
+        let (tx, rx) = mpsc::channel(mesh_xds::types::ALL.len());
         let stream = ProxyStream::new(
             self.hub.clone(),
             self.metrics.clone(),

@@ -89,7 +89,7 @@ pub struct ProxyStream {
     metrics: Metrics,
     node: ProxyNode,
     status: Arc<ProxyStatus>,
-    out: mpsc::Sender<Encoded>,
+    out: mpsc::Sender<Box<Encoded>>,
     types: Vec<TypeState>,
     nonces: u64,
     wanted: Option<Wanted>,
@@ -113,7 +113,7 @@ impl ProxyStream {
         node: ProxyNode,
         first: &DeltaRequest,
         status: Arc<ProxyStatus>,
-        out: mpsc::Sender<Encoded>,
+        out: mpsc::Sender<Box<Encoded>>,
     ) -> ProxyStream {
         let mut held = initial(first);
         let types = types::ALL
@@ -299,7 +299,7 @@ impl ProxyStream {
             changes,
         );
         self.metrics.push_sent(type_url);
-        if self.out.send(response).await.is_err() {
+        if self.out.send(Box::new(response)).await.is_err() {
             return false;
         }
         let state = &mut self.types[i];

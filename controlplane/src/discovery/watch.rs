@@ -16,6 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -191,32 +192,55 @@ impl Store {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// What meshd keeps of a watched object: what discovery reads. The API server's bookkeeping
-/// (managed fields, resource version) and kubectl's last-applied copy go; of a pod only its
-/// metadata without annotations, its service account and its addresses stay: pods are most of
-/// what a cluster holds, and most of their updates (status, conditions) change nothing here,
-/// so they cost no new generation.
+/// What meshd keeps of a watched object: what discovery reads ([`super::registry`] and
+/// [`Model::build`]). The API server's bookkeeping (managed fields, resource version) and
+/// kubectl's last-applied copy go; of a pod only its metadata without annotations, its service
+/// account and addresses stay, of a Service its addresses, ports and selector, of an
+/// EndpointSlice its ports and endpoints' addresses and conditions, of a Namespace its
+/// metadata. Pods are most of what a cluster holds, and most of their updates (status,
+/// conditions) change nothing kept here, so they cost no new generation.
 fn slim(kind: Kind, mut o: DynamicObject) -> DynamicObject {
     o.metadata.managed_fields = None;
     o.metadata.resource_version = None;
     if let Some(annotations) = o.metadata.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
     }
-    if kind == Kind::Pod {
-        o.metadata.annotations = None;
-        let mut spec = serde_json::Map::new();
-        if let Some(sa) = o.data["spec"].get("serviceAccountName") {
-            spec.insert("serviceAccountName".to_owned(), sa.clone());
+    let data = std::mem::take(&mut o.data);
+    o.data = match kind {
+        Kind::Pod => {
+            o.metadata.annotations = None;
+            json!({
+                "spec": keep(&data["spec"], &["serviceAccountName"]),
+                "status": keep(&data["status"], &["podIP", "podIPs"]),
+            })
         }
-        let mut status = serde_json::Map::new();
-        for field in ["podIP", "podIPs"] {
-            if let Some(v) = o.data["status"].get(field) {
-                status.insert(field.to_owned(), v.clone());
-            }
+        Kind::Service => json!({
+            "spec": keep(&data["spec"], &["clusterIP", "clusterIPs", "ports", "selector", "type", "externalName"]),
+        }),
+        Kind::EndpointSlice => {
+            let endpoints: Vec<Value> = data["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| keep(e, &["addresses", "conditions"]))
+                .collect();
+            json!({"ports": data["ports"], "endpoints": endpoints})
         }
-        o.data = serde_json::json!({"spec": spec, "status": status});
-    }
+        Kind::Namespace => json!({}),
+        _ => data,
+    };
     o
+}
+
+/// The `fields` of `value` that it has.
+fn keep(value: &Value, fields: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for field in fields {
+        if let Some(v) = value.get(*field) {
+            out.insert((*field).to_owned(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 fn is_not_served(e: &watcher::Error) -> bool {
@@ -227,7 +251,9 @@ fn is_not_served(e: &watcher::Error) -> bool {
 /// Watches `kind` for as long as meshd runs.
 async fn watch(client: Client, kind: Kind, store: Store) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource(kind));
-    let mut events = watcher::watcher(api, watcher::Config::default())
+    // Small pages: a page of a LIST is parsed whole before it is slimmed, and a page of 500
+    // pods is tens of megabytes of JSON values.
+    let mut events = watcher::watcher(api, watcher::Config::default().page_size(100))
         .default_backoff()
         .boxed();
     let mut reported = false;
@@ -289,6 +315,9 @@ pub async fn push_loop(
         on_build(&model);
         let services = model.services.len();
         let generation = hub.publish(model);
+        // The previous generation and the build's scratch are gone (or going, as streams move
+        // to the new one): give their pages back.
+        crate::allocator::release_free_memory();
         if !synced.swap(true, Ordering::Relaxed) {
             info!(generation, services, "first configuration built");
         }
@@ -299,7 +328,7 @@ pub async fn push_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::discovery::model::{MeshSettings, Model, Snapshot};
 
     fn pod(version: &str, ready: &str, rv: &str) -> DynamicObject {
         serde_json::from_value(json!({
@@ -333,5 +362,62 @@ mod tests {
             store.apply(Kind::Pod, Event::Apply(pod("v2", "True", "3"))),
             "its labels changed: the endpoints' labels change"
         );
+    }
+
+    #[test]
+    fn slimmed_objects_give_the_same_configuration() {
+        let objects = [
+            (
+                Kind::Service,
+                json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "reviews", "namespace": "shop", "resourceVersion": "7",
+                             "annotations": {"networking.istio.io/exportTo": ".", LAST_APPLIED: "{}"}},
+                "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"], "type": "ClusterIP",
+                         "ipFamilies": ["IPv4"], "sessionAffinity": "None", "selector": {"app": "reviews"},
+                         "ports": [{"name": "http", "port": 9080, "targetPort": 9080, "protocol": "TCP", "appProtocol": "http"}]},
+                "status": {"loadBalancer": {}}}),
+            ),
+            (
+                Kind::EndpointSlice,
+                json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "reviews-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "reviews"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}],
+                "endpoints": [
+                    {"addresses": ["10.244.0.7"], "conditions": {"ready": true, "serving": true},
+                     "nodeName": "node-1", "zone": "a", "targetRef": {"kind": "Pod", "namespace": "shop", "name": "reviews-1"}},
+                    {"addresses": ["10.244.0.8"], "conditions": {"ready": false}}]}),
+            ),
+            (
+                Kind::Pod,
+                serde_json::to_value(pod("v1", "True", "1")).expect("pod"),
+            ),
+        ];
+        let mesh = MeshSettings {
+            domain: "cluster.local".into(),
+            root_namespace: "mesh-system".into(),
+            registry_only: false,
+        };
+        let mut whole = Snapshot::default();
+        let mut slimmed = Snapshot::default();
+        for (kind, value) in objects {
+            let o: DynamicObject = serde_json::from_value(value).expect("object");
+            slimmed
+                .objects
+                .entry(kind)
+                .or_default()
+                .push(Arc::new(slim(kind, o.clone())));
+            whole.objects.entry(kind).or_default().push(Arc::new(o));
+        }
+        let (a, b) = (Model::build(&whole, &mesh), Model::build(&slimmed, &mesh));
+        assert_eq!(a.services.len(), 1);
+        assert_eq!(a.services[0].body, b.services[0].body);
+        assert_eq!(a.services[0].export, b.services[0].export);
+        let body: Value = serde_json::from_slice(&b.services[0].body).expect("JSON");
+        assert_eq!(
+            body["endpoints"][0]["labels"]["version"], "v1",
+            "labelled from the pod"
+        );
+        assert_eq!(a.selectors, b.selectors);
     }
 }

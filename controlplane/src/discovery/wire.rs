@@ -20,7 +20,7 @@ use http_body::Frame;
 use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Resource};
 use prost::Message;
 use tokio::sync::mpsc;
-use tonic::codec::{Codec, Streaming};
+use tonic::codec::{BufferSettings, Streaming};
 use tonic::server::NamedService;
 use tonic::Status;
 
@@ -30,6 +30,10 @@ pub const SERVICE: &str = "mesh.discovery.v1.AggregatedDiscovery";
 const DELTA_STREAM: &str = "/mesh.discovery.v1.AggregatedDiscovery/DeltaStream";
 /// gRPC's own limit on what a client may send us (tonic's default).
 const MAX_REQUEST: usize = 4 << 20;
+/// What a stream's request decoder starts with (it grows for a larger request): a proxy's
+/// requests are ACKs of a few dozen bytes, except the first on a reconnect; tonic's default of
+/// 8 KiB per stream is 16 MB for 2,000 proxies.
+const REQUEST_BUFFER: usize = 512;
 
 /// The `resources` and `removed_resources` of a response, encoded.
 pub fn encode_changes(resources: Vec<Resource>, removed: Vec<String>) -> Bytes {
@@ -90,7 +94,7 @@ impl Encoded {
 /// The response body of one stream: each [`Encoded`] the stream's task sends, then the OK
 /// status once it is done.
 struct Responses {
-    rx: mpsc::Receiver<Encoded>,
+    rx: mpsc::Receiver<Box<Encoded>>,
     next: Option<Bytes>,
     done: bool,
 }
@@ -170,8 +174,10 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for DeltaStreamSer
                 return Ok(Status::unimplemented("no such method").into_http());
             }
             let (parts, body) = request.into_parts();
-            let decoder =
-                tonic_prost::ProstCodec::<DeltaResponse, DeltaRequest>::default().decoder();
+            let decoder = tonic_prost::ProstDecoder::<DeltaRequest>::new(BufferSettings::new(
+                REQUEST_BUFFER,
+                REQUEST_BUFFER,
+            ));
             let inbound = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
             let request = tonic::Request::from_http(http::Request::from_parts(parts, inbound));
             Ok(match service.open(request).await {
