@@ -259,21 +259,33 @@ impl ProxyStream {
         want: &Versions,
         own_body: &bytes::Bytes,
     ) -> bool {
-        let state = &self.types[i];
+        let state = &mut self.types[i];
         if state.pending.is_some() {
             return true;
         }
-        if state.sent_once && same(&state.has, want) {
-            return true;
+        let type_url = state.type_url;
+        // The proxy's own resource is one small set per proxy; the others are shared sets,
+        // compared through their delta, which every proxy holding the same set shares.
+        let delta = (type_url != types::PROXY && !Arc::ptr_eq(&state.has, want))
+            .then(|| generation.delta(type_url, &state.has, want));
+        if state.sent_once {
+            let unchanged = match &delta {
+                None => type_url != types::PROXY || same(&state.has, want),
+                Some(d) => d.resources == 0 && d.removed == 0,
+            };
+            if unchanged {
+                // Equal content: from now on the proxy holds this very set.
+                state.has = want.clone();
+                return true;
+            }
         }
         if state
             .refused
             .as_ref()
-            .is_some_and(|(set, _)| **set == **want)
+            .is_some_and(|(set, _)| same(set, want))
         {
             return true;
         }
-        let type_url = state.type_url;
         let changes = if type_url == types::PROXY {
             let changed = state.has.get(SELF) != want.get(SELF);
             let resources = if changed {
@@ -287,7 +299,10 @@ impl ProxyStream {
             };
             wire::encode_changes(resources, Vec::new())
         } else {
-            generation.delta(type_url, &state.has, want).encoded.clone()
+            delta
+                .unwrap_or_else(|| generation.delta(type_url, &state.has, want))
+                .encoded
+                .clone()
         };
         self.nonces += 1;
         let nonce = format!("{}-{}", self.status.id, self.nonces);

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::hub::Hub;
-use super::model::{Kind, MeshSettings, Model, Snapshot};
+use super::model::{Kind, MeshSettings, Model, Reuse, Snapshot};
 
 pub const QUIET: Duration = Duration::from_millis(100);
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
@@ -294,6 +294,7 @@ pub async fn push_loop(
     on_build: impl Fn(&Model),
     synced: Arc<AtomicBool>,
 ) {
+    let mut reuse = Reuse::default();
     loop {
         store.changed.notified().await;
         let first = Instant::now();
@@ -311,7 +312,7 @@ pub async fn push_loop(
             continue;
         }
         let started = Instant::now();
-        let model = Model::build(&store.snapshot(), &mesh());
+        let model = Model::build_reusing(&store.snapshot(), &mesh(), &mut reuse);
         on_build(&model);
         let services = model.services.len();
         let generation = hub.publish(model);
