@@ -5,7 +5,7 @@ until every proxy holds it.
 
     bench/meshd_push.py [--proxies 100,500,1000,2000] [--services 1000] [--namespaces 10]
                         [--changes 10] [--idle 5] [--keep-mesh] [--skip-build] [--no-pin]
-                        [--json FILE]
+                        [--json FILE] [--meshd PATH]
 
 The mesh, created through the API server of the shared local cluster (`e2e/cluster.sh up`) in
 namespaces `bench-push-0..K-1`: per service a ServiceAccount, a Service (selector `app: svc-<j>`, ports http 80 and
@@ -48,11 +48,13 @@ cluster. Everything the bench creates is deleted at the end (unless --keep-mesh)
 
 import argparse
 import base64
+import calendar
 import hashlib
 import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -383,14 +385,14 @@ def proc_mem(pid):
 
 
 class Meshd:
-    def __init__(self, kubeconfig, inject, mesh, tmp, pin):
+    def __init__(self, kubeconfig, inject, mesh, tmp, pin, binary=None):
         self.grpc = free_port()
         self.debug = free_port()
         self.log_path = os.path.join(tmp, f"meshd-{time.time_ns()}.log")
         # MESHD_WRAP: a profiler to run meshd under, e.g. "valgrind --tool=massif".
         wrap = os.environ.get("MESHD_WRAP", "").split()
         cmd = (["taskset", "-c", "0"] if pin else []) + wrap + [
-            os.path.join(TARGET, "release/meshd"), "serve", "--kubeconfig", kubeconfig, "--namespace", MESHD_NS,
+            binary or os.path.join(TARGET, "release/meshd"), "serve", "--kubeconfig", kubeconfig, "--namespace", MESHD_NS,
             "--revision", "bench", "--service", "meshd-bench",
             "--injector-webhook", f"{PREFIX}none-injector", "--validator-webhook", f"{PREFIX}none-validator",
             "--inject-config", inject, "--mesh-config", mesh,
@@ -399,7 +401,7 @@ class Meshd:
             f"--grpc-tls-addr=127.0.0.1:{free_port()}"]
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, RUST_LOG=os.environ.get("MESHD_LOG", "warn,mesh_controlplane::discovery::watch=info")))
+                                     env=dict(os.environ, RUST_LOG=os.environ.get("MESHD_LOG", "warn,mesh_controlplane::discovery::watch=debug")))
         self.pid = self.proc.pid
         deadline = time.time() + 120
         while "first configuration built" not in self.log():
@@ -410,6 +412,22 @@ class Meshd:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def builds(self, since_ns, until_ns):
+        """The configurations meshd built in [since, until]: how long each took, in ms."""
+        out = []
+        for line in re.sub(r"\x1b\[[0-9;]*m", "", self.log()).splitlines():
+            if "configuration built" not in line or "took=" not in line:
+                continue
+            stamp = line.split()[0].rstrip("Z")
+            whole, _, frac = stamp.partition(".")
+            at = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int((frac + "000000000")[:9])
+            if since_ns <= at <= until_ns:
+                took = line.split("took=")[1].split()[0]
+                number = float(re.match(r"[0-9.]+", took).group(0))
+                unit = took[len(re.match(r"[0-9.]+", took).group(0)):]
+                out.append(number * {"s": 1000, "ms": 1, "µs": 0.001, "us": 0.001, "ns": 1e-6}.get(unit, 1))
+        return out
 
     def stop(self):
         if self.proc.poll() is None:
@@ -456,7 +474,7 @@ def pct(values):
 
 
 def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
-    meshd = Meshd(kubeconfig, inject, mesh, tmp, not args.no_pin)
+    meshd = Meshd(kubeconfig, inject, mesh, tmp, not args.no_pin, args.meshd)
     result = {"proxies": n, "services": args.services}
     load = None
     try:
@@ -501,11 +519,12 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
             pushes = answer["responses"]
             change = {"vs": f"{ns}/{name}", "apiserver_ms": (accepted - sent) / 1e6, "latency_ms": pct(lat),
                       "arrived": len(lat), "missing": answer["missing"], "timed_out": answer["timed_out"],
-                      "versions": len(answer["versions"]), "responses": pushes, "cpu_ms": cpu_change}
+                      "versions": len(answer["versions"]), "responses": pushes, "cpu_ms": cpu_change,
+                      "builds_ms": meshd.builds(sent, max(answer["arrived"], default=time.time_ns()))}
             changes.append(change)
             log(f"N={n} change {c + 1}: {len(lat)} proxies, p50 {change['latency_ms'].get('p50', 0):.0f} ms, "
                 f"p99 {change['latency_ms'].get('p99', 0):.0f} ms, max {change['latency_ms'].get('max', 0):.0f} ms, "
-                f"missing {answer['missing']}, cpu {cpu_change:.0f} ms, pushes {pushes}")
+                f"missing {answer['missing']}, cpu {cpu_change:.0f} ms, builds {[round(b) for b in change['builds_ms']]} ms, pushes {pushes}")
             time.sleep(0.5)
             t0, c0, since = time.time(), proc_stat(meshd.pid), time.time_ns()
             time.sleep(args.idle)
@@ -521,6 +540,10 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
         result["latency_ms"] = pct(pooled)
         result["worst_change_p99_ms"] = max((ch["latency_ms"]["p99"] for ch in changes if ch["latency_ms"]), default=None)
         result["change_cpu_ms"] = sorted(ch["cpu_ms"] for ch in changes)[len(changes) // 2]
+        result["build_ms"] = sorted(sum(ch["builds_ms"]) for ch in changes)[len(changes) // 2]
+        # A change that took more than one build: something else in the shared cluster changed
+        # in the same moment (or a watch re-listed).
+        result["changes_with_other_builds"] = sum(1 for ch in changes if len(ch["builds_ms"]) > 1)
         result["idle_cpu_ms_per_s"] = sorted(i["cpu_ms_per_s"] for i in idle)[len(idle) // 2]
         result["idle_cpu_ms_per_s_max"] = max(i["cpu_ms_per_s"] for i in idle)
         result["all_arrived"] = all(ch["missing"] == 0 and not ch["timed_out"] and ch["versions"] == 1 for ch in changes)
@@ -545,12 +568,12 @@ def cleanup(api, keep_mesh):
 
 
 def table(results):
-    lines = ["| proxies | initial sync (meshd CPU) | change p50 | p90 | p99 | max | worst change p99 | meshd CPU per change | meshd CPU idle | RSS before proxies | RSS peak | RSS steady |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| proxies | initial sync (meshd CPU) | change p50 | p90 | p99 | max | worst change p99 | build | meshd CPU per change | meshd CPU idle | RSS before proxies | RSS peak | RSS steady |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lat = r["latency_ms"]
         lines.append(f"| {r['proxies']} | {r['sync_s']:.2f} s ({r['sync_cpu_ms'] / 1000:.2f} s) | {lat['p50']:.0f} ms | {lat['p90']:.0f} ms | "
-                     f"{lat['p99']:.0f} ms | {lat['max']:.0f} ms | {r['worst_change_p99_ms']:.0f} ms | {r['change_cpu_ms']:.0f} ms | "
+                     f"{lat['p99']:.0f} ms | {lat['max']:.0f} ms | {r['worst_change_p99_ms']:.0f} ms | {r['build_ms']:.0f} ms | {r['change_cpu_ms']:.0f} ms | "
                      f"{r['idle_cpu_ms_per_s']:.1f} ms/s | {r['rss_before_mb']:.0f} MB | {r['rss_peak_mb']:.0f} MB | {r['rss_steady_mb']:.0f} MB |")
     return "\n".join(lines)
 
@@ -577,6 +600,7 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not pin meshd to CPU 0 and the proxies to CPU 1")
     ap.add_argument("--json", help="write every figure to this file")
+    ap.add_argument("--meshd", help="the meshd binary to measure (default: the release build), e.g. an older one to compare")
     args = ap.parse_args()
     if not args.skip_build:
         build()
@@ -605,7 +629,7 @@ def main():
         cleanup(api, args.keep_mesh)
     print(f"\nmeshd push, {args.services} services, {args.changes} VirtualService changes per row; "
           "latency from the API server accepting the change to each proxy decoding it, over every proxy and change; "
-          "CPU per change and idle: medians\n")
+          "build (meshd's configuration build for the change), CPU per change and idle: medians\n")
     print(table(results))
     print("\n" + growth(results))
     last = results[-1]
