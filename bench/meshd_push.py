@@ -8,28 +8,30 @@ until every proxy holds it.
                         [--json FILE] [--meshd PATH]
 
 The mesh, created through the API server of the shared local cluster (`e2e/cluster.sh up`) in
-namespaces `bench-push-0..K-1`: per service a ServiceAccount, a Service (selector `app: svc-<j>`, ports http 80 and
-grpc 9090), two pods (versions v1 and v2, named, labelled and sized like injected Deployment
-pods), an EndpointSlice listing both as ready, a DestinationRule with subsets v1 and v2, and a
-VirtualService splitting 90/10 between them with a timeout and retries. The pods are never
-scheduled (a scheduling gate: kwok's nodes hold 220 pods, shared with everyone); the bench sets
-their addresses and readiness itself, so meshd watches 2*S real pod objects and labels the
-endpoints from them. No Sidecar resources, every object exported everywhere: Istio's default,
-in which every proxy receives every service (what istiod's published figures are for).
+namespaces `bench-push-0..K-1`: per service a ServiceAccount, a Service (selector
+`app: svc-<j>`, ports http 80 and grpc 9090), two pods (versions v1 and v2, named, labelled and
+sized like injected Deployment pods), an EndpointSlice listing both as ready, a DestinationRule
+with subsets v1 and v2, and a VirtualService splitting 90/10 between them with a timeout and
+retries. The pods are never scheduled (a scheduling gate: kwok's nodes hold 220 pods, shared
+with everyone); the bench sets their addresses and readiness itself, so meshd watches 2*S real
+pod objects and labels the endpoints from them. No Sidecar resources, every object exported
+everywhere: Istio's default, in which every proxy receives every service (what istiod's
+published figures are for).
 
 For each N, a fresh release-build meshd (`meshd serve`, pinned to CPU 0) and `meshd-load`
 (bench/meshd-load, pinned to CPU 1): N proxies, each a real gRPC client with its own connection
-and delta stream, spread over the namespaces and apps, ACKing every response. Measured:
-
-Proxy i is pod i (its name, namespace, labels, workload and address), N <= 2*S.
+and delta stream, ACKing every response. Proxy i is pod i (its name, namespace, labels,
+workload and address), N <= 2*S, so any N spreads over the namespaces. Measured:
 
 - initial sync: from the proxies starting to connect until every one holds a complete set of
-  every type (all connect at once, as after a meshd restart);
+  every type (all connect at once, as after a meshd restart), and meshd's CPU for it; the
+  load generator's CPU too, since decoding N copies of the mesh on one core bounds this time;
 - per change (a merge patch of one VirtualService's weights, --changes times, a different one
   each time, --idle seconds apart): from the API server's answer to the PATCH (it accepted the
   change) until each proxy decoded the response carrying the new version: p50/p90/p99/max over
-  the proxies, and how many responses of each type went out (a precise push sends one
-  VirtualService per proxy and nothing else);
+  every proxy and change, and the worst change's p99; how many responses of each type went out
+  (a precise push sends one VirtualService per proxy and nothing else); the configuration
+  builds meshd logged meanwhile (more than one: something else changed in the cluster);
 - meshd CPU (utime+stime of /proc/<pid>/stat) per change (from the PATCH until every proxy has
   it) and per second of idle between changes (from 0.5 s after the last arrival, --idle s);
 - meshd RSS: before the proxies connect, peak (VmHWM) and steady (after the last idle period).
@@ -259,6 +261,12 @@ def vs_route(name, weight):
 
 def create_mesh(api, services, namespaces, pods):
     t0 = time.time()
+    # A previous run's namespaces may still be going.
+    while any(n.get("status", {}).get("phase") == "Terminating" for n in api.must(
+            "GET", "/api/v1/namespaces?labelSelector=bench.meshctl.dev%2Fpush%3Dtrue")["items"]):
+        if time.time() - t0 > 600:
+            raise RuntimeError(f"namespaces {PREFIX}* still terminating after 10 minutes")
+        time.sleep(2)
     for i in list(range(namespaces)) + ["meshd"]:
         status, _ = api.request("POST", "/api/v1/namespaces", {
             "apiVersion": "v1", "kind": "Namespace",
@@ -507,19 +515,22 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
             current = api.must("GET", f"{istio(ns, 'virtualservices')}/{name}")
             weight = current["spec"]["http"][0]["route"][0]["weight"]
             new = random.choice([w for w in range(1, 100) if w != weight])
-            cpu_before = proc_stat(meshd.pid)
+            cpu_before, load_before = proc_stat(meshd.pid), proc_stat(load.proc.pid)
             sent = time.time_ns()
             api.must("PATCH", f"{istio(ns, 'virtualservices')}/{name}", {"spec": {"http": [vs_route(name, new)]}},
                      content_type="application/merge-patch+json")
             accepted = time.time_ns()
             answer = load.ask(f"wait {ns}/{name} {sent} 30")
             cpu_change = proc_stat(meshd.pid) - cpu_before
+            # The proxies' side of it: one core receiving and ACKing N responses in turn, which
+            # is part of the spread between the first and the last arrival.
+            load_cpu_change = proc_stat(load.proc.pid) - load_before
             lat = [(a - accepted) / 1e6 for a in answer["arrived"]]
             pooled += lat
             pushes = answer["responses"]
             change = {"vs": f"{ns}/{name}", "apiserver_ms": (accepted - sent) / 1e6, "latency_ms": pct(lat),
                       "arrived": len(lat), "missing": answer["missing"], "timed_out": answer["timed_out"],
-                      "versions": len(answer["versions"]), "responses": pushes, "cpu_ms": cpu_change,
+                      "versions": len(answer["versions"]), "responses": pushes, "cpu_ms": cpu_change, "load_cpu_ms": load_cpu_change,
                       "builds_ms": meshd.builds(sent, max(answer["arrived"], default=time.time_ns()))}
             changes.append(change)
             log(f"N={n} change {c + 1}: {len(lat)} proxies, p50 {change['latency_ms'].get('p50', 0):.0f} ms, "
@@ -540,6 +551,7 @@ def run_n(n, args, api, kubeconfig, inject, mesh, tmp, pods_file):
         result["latency_ms"] = pct(pooled)
         result["worst_change_p99_ms"] = max((ch["latency_ms"]["p99"] for ch in changes if ch["latency_ms"]), default=None)
         result["change_cpu_ms"] = sorted(ch["cpu_ms"] for ch in changes)[len(changes) // 2]
+        result["load_cpu_per_change_ms"] = sorted(ch["load_cpu_ms"] for ch in changes)[len(changes) // 2]
         result["build_ms"] = sorted(sum(ch["builds_ms"]) for ch in changes)[len(changes) // 2]
         # A change that took more than one build: something else in the shared cluster changed
         # in the same moment (or a watch re-listed).
