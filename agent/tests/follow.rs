@@ -13,7 +13,6 @@ use mesh_controlplane::discovery::model::{Kind, MeshSettings, Model, Snapshot};
 use mesh_controlplane::discovery::server::DiscoveryService;
 use mesh_controlplane::metrics::Metrics;
 use mesh_proxy_config::ProxyConfig;
-use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscoveryServer;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -67,7 +66,7 @@ impl Meshd {
                 Some((l.accept().await.map(|(s, _)| s), l))
             });
             let _ = tonic::transport::Server::builder()
-                .add_service(AggregatedDiscoveryServer::new(service))
+                .add_service(service.server())
                 .serve_with_incoming(incoming)
                 .await;
         });

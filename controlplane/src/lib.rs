@@ -3,6 +3,7 @@
 //! every namespace, root rotation), the admission webhooks that inject sidecars and validate
 //! Istio API objects, and the upkeep of their configurations.
 
+pub mod allocator;
 pub mod ca;
 pub mod debug;
 pub mod discovery;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::Client;
 use mesh_xds::ca::istio_certificate_service_server::IstioCertificateServiceServer;
-use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscoveryServer;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{error, info};
@@ -163,7 +162,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         reviewer: Some(Arc::new(TokenReviewer::new(client.clone()))),
     };
     let grpc = tonic::service::Routes::new(IstioCertificateServiceServer::new(certificates))
-        .add_service(AggregatedDiscoveryServer::new(discovery));
+        .add_service(discovery.server());
     let plain_routes = grpc.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream_of(grpc_listener);

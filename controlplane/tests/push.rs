@@ -11,7 +11,6 @@ use mesh_controlplane::discovery::model::{Kind, MeshSettings, Model, Snapshot};
 use mesh_controlplane::discovery::server::DiscoveryService;
 use mesh_controlplane::metrics::Metrics;
 use mesh_xds::discovery::aggregated_discovery_client::AggregatedDiscoveryClient;
-use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscoveryServer;
 use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Node, ResourceVersion};
 use mesh_xds::types;
 use serde_json::{json, Value};
@@ -71,7 +70,7 @@ async fn serve(hub: Arc<Hub>) -> String {
     });
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServer::new(service))
+            .add_service(service.server())
             .serve_with_incoming(incoming),
     );
     format!("http://{addr}")

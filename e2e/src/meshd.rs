@@ -52,6 +52,9 @@ impl HostAddress {
 
 impl Drop for HostAddress {
     fn drop(&mut self) {
+        if self.ip.is_empty() {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"])
             .status();
@@ -199,39 +202,60 @@ impl Meshd {
         )
         .expect("write mesh config");
         let deployment = cluster.get_json(&["deployment", name, "-n", ns]);
-        let ports = Ports {
-            debug: free_port(),
-            grpc: free_port(),
-        };
         let log = files.join("meshd.log");
-        let file = std::fs::File::create(&log).expect("meshd log file");
-        let err = file.try_clone().expect("meshd log file");
-        let child = Command::new(meshd_bin())
-            .args(local_args(&deployment, &files, pod_ip, &ports))
-            .args(extra)
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("POD_NAMESPACE", ns)
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .expect("start meshd");
-        let meshd = Meshd {
-            child,
-            log,
-            debug_url: format!("http://127.0.0.1:{}", ports.debug),
-            grpc_port: ports.grpc,
-            _address: address,
-        };
-        wait_for("meshd to report ready", Duration::from_secs(30), || {
-            get_within(
-                &format!("{}/ready", meshd.debug_url),
-                Duration::from_secs(2),
-            )
-            .ok()
-            .filter(|body| body.starts_with("ready"))
-        });
-        meshd
+        // A free port can be taken by someone else before meshd binds it: then meshd exits
+        // saying so, and is started again on other ports.
+        for attempt in 1..=3 {
+            let ports = Ports {
+                debug: free_port(),
+                grpc: free_port(),
+            };
+            let file = std::fs::File::create(&log).expect("meshd log file");
+            let err = file.try_clone().expect("meshd log file");
+            let child = Command::new(meshd_bin())
+                .args(local_args(&deployment, &files, pod_ip, &ports))
+                .args(extra)
+                .env("KUBECONFIG", &cluster.kubeconfig)
+                .env("POD_NAMESPACE", ns)
+                .stdin(Stdio::null())
+                .stdout(file)
+                .stderr(err)
+                .spawn()
+                .expect("start meshd");
+            let mut meshd = Meshd {
+                child,
+                log: log.clone(),
+                debug_url: format!("http://127.0.0.1:{}", ports.debug),
+                grpc_port: ports.grpc,
+                _address: HostAddress { ip: String::new() },
+            };
+            let ready = wait_for(
+                "meshd to report ready or exit",
+                Duration::from_secs(30),
+                || {
+                    if let Ok(Some(_)) = meshd.child.try_wait() {
+                        return Some(false);
+                    }
+                    get_within(
+                        &format!("{}/ready", meshd.debug_url),
+                        Duration::from_secs(2),
+                    )
+                    .ok()
+                    .filter(|body| body.starts_with("ready"))
+                    .map(|_| true)
+                },
+            );
+            if ready {
+                meshd._address = address;
+                return meshd;
+            }
+            let text = meshd.log();
+            assert!(
+                attempt < 3 && text.contains("cannot listen on"),
+                "meshd exited: {text}"
+            );
+        }
+        unreachable!("meshd is started at most three times")
     }
 
     pub fn log(&self) -> String {

@@ -295,6 +295,38 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     // Without routing rules, both reviews endpoints answer through the two sidecars.
     let reviews = format!("http://{}:9080/", cluster_ip(&cluster, "reviews"));
     let result = client.get(&client_bin, &reviews, 100, "reviews", 0);
+    if result["statuses"]["200"] != 100 {
+        let dump = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &client.netns.netns,
+                "curl",
+                "-s",
+                "127.0.0.1:15000/config_dump",
+            ])
+            .output()
+            .expect("curl");
+        eprintln!(
+            "productpage proxy /config_dump: {}",
+            String::from_utf8_lossy(&dump.stdout)
+        );
+        let clusters = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &client.netns.netns,
+                "curl",
+                "-s",
+                "127.0.0.1:15000/clusters",
+            ])
+            .output()
+            .expect("curl");
+        eprintln!(
+            "productpage proxy /clusters: {}",
+            String::from_utf8_lossy(&clusters.stdout)
+        );
+    }
     assert_eq!(result["failures"], 0, "{result}");
     assert_eq!(result["statuses"]["200"], 100, "{result}");
     assert!(

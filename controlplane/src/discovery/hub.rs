@@ -108,9 +108,9 @@ impl Hub {
 
     /// Makes `model` the next generation; every stream wakes and pushes what changed for it.
     pub fn publish(&self, model: Model) -> u64 {
-        let number = self.generation.borrow().number + 1;
-        self.generation
-            .send_replace(Arc::new(Generation::new(number, model)));
+        let next = Generation::next(model, &self.generation.borrow());
+        let number = next.number;
+        self.generation.send_replace(Arc::new(next));
         number
     }
 

@@ -3,7 +3,7 @@
 //!
 //! [`watch`] → [`model::Snapshot`] → [`model::Model`] (resources serialised once) → a
 //! [`generation::Generation`] on the [`hub::Hub`] → per proxy, the resources its [`scope`]
-//! allows, as a delta [`stream`] ([`server`]).
+//! allows, as a delta [`stream`] ([`server`], [`wire`]).
 
 pub mod convert;
 pub mod generation;
@@ -16,3 +16,4 @@ pub mod scope;
 pub mod server;
 pub mod stream;
 pub mod watch;
+pub mod wire;

@@ -177,6 +177,13 @@ pub struct GatewayScope {
     pub servers: Vec<(u16, String, Vec<String>)>,
 }
 
+/// A Service's host, pod selector and ports.
+pub type Selector = (
+    String,
+    BTreeMap<String, String>,
+    Vec<mesh_proxy_config::ServicePort>,
+);
+
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     pub services: Vec<Published>,
@@ -184,12 +191,9 @@ pub struct Model {
     pub destination_rules: Vec<Published>,
     pub sidecars: Vec<SidecarScope>,
     pub gateways: Vec<GatewayScope>,
-    /// Services by the labels they select, for a proxy's inbound ports.
-    pub selectors: Vec<(
-        String,
-        BTreeMap<String, String>,
-        Vec<mesh_proxy_config::ServicePort>,
-    )>,
+    /// Per namespace, its Services by the labels they select (a Service selects pods of its
+    /// own namespace only), for a proxy's inbound ports.
+    pub selectors: HashMap<String, Vec<Selector>>,
     pub problems: Vec<Problem>,
     pub mesh: Option<MeshSettings>,
 }
@@ -211,20 +215,147 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A Service as proxies receive it, and the pods its endpoints were labelled from.
+#[derive(Clone)]
+struct BuiltService {
+    published: Option<Published>,
+    selector: Option<Selector>,
+    pods: Vec<(IpAddr, Option<Arc<PodFacts>>)>,
+}
+
+/// A VirtualService or DestinationRule: published (and the fields it lost), or skipped.
+#[derive(Clone)]
+enum Route {
+    Published(Published, Vec<String>),
+    Skipped(String),
+    Unpublishable,
+}
+
+/// A Service, its EndpointSlices, and what they made.
+type ReusedService = (Arc<DynamicObject>, Vec<Arc<DynamicObject>>, BuiltService);
+
+/// What the last build made of each object, for the next one: an object that did not change
+/// (the watch store keeps the same `Arc` for it) is not converted and serialised again. A
+/// Service is rebuilt when it, its EndpointSlices, or a pod behind one of its endpoints changed.
+#[derive(Default)]
+pub struct Reuse {
+    domain: String,
+    pods: HashMap<usize, (Arc<DynamicObject>, Arc<PodFacts>)>,
+    services: HashMap<usize, ReusedService>,
+    routes: HashMap<(Kind, usize), (Arc<DynamicObject>, Route)>,
+}
+
+fn address(o: &Arc<DynamicObject>) -> usize {
+    Arc::as_ptr(o) as usize
+}
+
+fn build_service(
+    svc: &DynamicObject,
+    slices: &[&DynamicObject],
+    pods_by_ip: &HashMap<IpAddr, Arc<PodFacts>>,
+    domain: &str,
+) -> BuiltService {
+    let (_, ns) = name_ns(svc);
+    let service = registry::service(svc, slices, pods_by_ip, domain);
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    let export_to: Option<Value> = annotations
+        .get("networking.istio.io/exportTo")
+        .map(|v| Value::from(v.split(',').map(str::trim).collect::<Vec<_>>()));
+    let export = Export::parse(export_to.as_ref(), &ns);
+    let selector = string_map(&svc.data["spec"]["selector"]);
+    let selector =
+        (!selector.is_empty()).then(|| (service.host.clone(), selector, service.ports.clone()));
+    let pods = service
+        .endpoints
+        .iter()
+        .filter_map(|e| e.address)
+        .map(|ip| (ip, pods_by_ip.get(&ip).cloned()))
+        .collect();
+    let host = service.host.clone();
+    BuiltService {
+        published: publish(host.clone(), &ns, vec![host], vec![], export, &service),
+        selector,
+        pods,
+    }
+}
+
+fn build_virtual_service(vs: &DynamicObject, domain: &str) -> Route {
+    let (name, ns) = name_ns(vs);
+    let spec = &vs.data["spec"];
+    match convert::virtual_service(spec, &name, &ns, domain) {
+        Ok(converted) => {
+            let gateways = converted
+                .value
+                .gateways
+                .iter()
+                .map(|g| qualify_gateway(g, &ns))
+                .collect::<Vec<_>>();
+            let mut value = converted.value;
+            value.gateways = gateways.clone();
+            let hosts = value.hosts.clone();
+            let export = Export::parse(spec.get("exportTo"), &ns);
+            match publish(format!("{ns}/{name}"), &ns, hosts, gateways, export, &value) {
+                Some(p) => Route::Published(p, converted.ignored),
+                None => Route::Unpublishable,
+            }
+        }
+        Err(e) => Route::Skipped(e.to_string()),
+    }
+}
+
+fn build_destination_rule(dr: &DynamicObject, domain: &str) -> Route {
+    let (name, ns) = name_ns(dr);
+    let spec = &dr.data["spec"];
+    match convert::destination_rule(spec, &name, &ns, domain) {
+        Ok(converted) => {
+            let hosts = vec![converted.value.host.clone()];
+            let export = Export::parse(spec.get("exportTo"), &ns);
+            match publish(
+                format!("{ns}/{name}"),
+                &ns,
+                hosts,
+                vec![],
+                export,
+                &converted.value,
+            ) {
+                Some(p) => Route::Published(p, converted.ignored),
+                None => Route::Unpublishable,
+            }
+        }
+        Err(e) => Route::Skipped(e.to_string()),
+    }
+}
+
 impl Model {
     pub fn build(snapshot: &Snapshot, mesh: &MeshSettings) -> Model {
+        Model::build_reusing(snapshot, mesh, &mut Reuse::default())
+    }
+
+    /// [`Model::build`], converting only the objects that changed since the build `reuse`
+    /// comes from (and keeping this build's conversions in it for the next).
+    pub fn build_reusing(snapshot: &Snapshot, mesh: &MeshSettings, reuse: &mut Reuse) -> Model {
         let domain = mesh.domain.as_str();
+        let mut old = std::mem::take(reuse);
+        if old.domain != domain {
+            old = Reuse::default();
+        }
+        reuse.domain = domain.to_owned();
         let mut model = Model {
             mesh: Some(mesh.clone()),
             ..Model::default()
         };
-        let pods_by_ip: HashMap<IpAddr, PodFacts> = snapshot
-            .of(Kind::Pod)
-            .iter()
-            .map(|p| PodFacts::from_object(p))
-            .filter_map(|p| p.ip.map(|ip| (ip, p)))
-            .collect();
-        let mut slices: HashMap<(String, String), Vec<&DynamicObject>> = HashMap::new();
+        let mut pods_by_ip: HashMap<IpAddr, Arc<PodFacts>> = HashMap::new();
+        for pod in snapshot.of(Kind::Pod) {
+            let facts = match old.pods.remove(&address(pod)) {
+                Some((_, facts)) => facts,
+                None => Arc::new(PodFacts::from_object(pod)),
+            };
+            if let Some(ip) = facts.ip {
+                pods_by_ip.insert(ip, facts.clone());
+            }
+            reuse.pods.insert(address(pod), (pod.clone(), facts));
+        }
+        let mut slices: HashMap<(String, String), Vec<&Arc<DynamicObject>>> = HashMap::new();
         for slice in snapshot.of(Kind::EndpointSlice) {
             let labels = slice.metadata.labels.clone().unwrap_or_default();
             if let Some(service) = labels.get("kubernetes.io/service-name") {
@@ -234,72 +365,60 @@ impl Model {
         }
         for svc in snapshot.of(Kind::Service) {
             let (name, ns) = name_ns(svc);
-            let of_service = slices
-                .get(&(ns.clone(), name.clone()))
-                .cloned()
-                .unwrap_or_default();
-            let service = registry::service(svc, &of_service, &pods_by_ip, domain);
-            let annotations = svc.metadata.annotations.clone().unwrap_or_default();
-            let export_to: Option<Value> = annotations
-                .get("networking.istio.io/exportTo")
-                .map(|v| Value::from(v.split(',').map(str::trim).collect::<Vec<_>>()));
-            let export = Export::parse(export_to.as_ref(), &ns);
-            let selector = string_map(&svc.data["spec"]["selector"]);
-            if !selector.is_empty() {
+            let of_service = slices.get(&(ns.clone(), name)).cloned().unwrap_or_default();
+            let built = match old.services.remove(&address(svc)) {
+                Some((_, held, built))
+                    if held.len() == of_service.len()
+                        && held.iter().zip(&of_service).all(|(a, b)| Arc::ptr_eq(a, b))
+                        && built.pods.iter().all(|(ip, facts)| {
+                            pods_by_ip.get(ip).map(|f| &**f) == facts.as_deref()
+                        }) =>
+                {
+                    built
+                }
+                _ => {
+                    let refs: Vec<&DynamicObject> = of_service.iter().map(|s| &***s).collect();
+                    build_service(svc, &refs, &pods_by_ip, domain)
+                }
+            };
+            if let Some(selector) = &built.selector {
                 model
                     .selectors
-                    .push((service.host.clone(), selector, service.ports.clone()));
+                    .entry(ns.clone())
+                    .or_default()
+                    .push(selector.clone());
             }
-            let host = service.host.clone();
-            if let Some(p) = publish(host.clone(), &ns, vec![host], vec![], export, &service) {
-                model.services.push(p);
+            if let Some(p) = &built.published {
+                model.services.push(p.clone());
             }
+            let held = of_service.into_iter().cloned().collect();
+            reuse
+                .services
+                .insert(address(svc), (svc.clone(), held, built));
         }
-        for vs in snapshot.of(Kind::VirtualService) {
-            let (name, ns) = name_ns(vs);
-            let spec = &vs.data["spec"];
-            match convert::virtual_service(spec, &name, &ns, domain) {
-                Ok(converted) => {
-                    model.note_ignored(Kind::VirtualService, &ns, &name, &converted.ignored);
-                    let gateways = converted
-                        .value
-                        .gateways
-                        .iter()
-                        .map(|g| qualify_gateway(g, &ns))
-                        .collect::<Vec<_>>();
-                    let mut value = converted.value;
-                    value.gateways = gateways.clone();
-                    let hosts = value.hosts.clone();
-                    let export = Export::parse(spec.get("exportTo"), &ns);
-                    if let Some(p) =
-                        publish(format!("{ns}/{name}"), &ns, hosts, gateways, export, &value)
-                    {
-                        model.virtual_services.push(p);
+        for kind in [Kind::VirtualService, Kind::DestinationRule] {
+            for object in snapshot.of(kind) {
+                let route = match old.routes.remove(&(kind, address(object))) {
+                    Some((_, route)) => route,
+                    None if kind == Kind::VirtualService => build_virtual_service(object, domain),
+                    None => build_destination_rule(object, domain),
+                };
+                let (name, ns) = name_ns(object);
+                match &route {
+                    Route::Published(p, ignored) => {
+                        model.note_ignored(kind, &ns, &name, ignored);
+                        if kind == Kind::VirtualService {
+                            model.virtual_services.push(p.clone());
+                        } else {
+                            model.destination_rules.push(p.clone());
+                        }
                     }
+                    Route::Skipped(message) => model.skip(kind, &ns, &name, message.clone()),
+                    Route::Unpublishable => {}
                 }
-                Err(e) => model.skip(Kind::VirtualService, &ns, &name, e.to_string()),
-            }
-        }
-        for dr in snapshot.of(Kind::DestinationRule) {
-            let (name, ns) = name_ns(dr);
-            let spec = &dr.data["spec"];
-            match convert::destination_rule(spec, &name, &ns, domain) {
-                Ok(converted) => {
-                    model.note_ignored(Kind::DestinationRule, &ns, &name, &converted.ignored);
-                    let hosts = vec![converted.value.host.clone()];
-                    let export = Export::parse(spec.get("exportTo"), &ns);
-                    if let Some(p) = publish(
-                        format!("{ns}/{name}"),
-                        &ns,
-                        hosts,
-                        vec![],
-                        export,
-                        &converted.value,
-                    ) {
-                        model.destination_rules.push(p);
-                    }
-                }
-                Err(e) => model.skip(Kind::DestinationRule, &ns, &name, e.to_string()),
+                reuse
+                    .routes
+                    .insert((kind, address(object)), (object.clone(), route));
             }
         }
         for sidecar in snapshot.of(Kind::Sidecar) {
@@ -491,6 +610,104 @@ mod tests {
             first.virtual_services[0].version,
             second.virtual_services[0].version
         );
+    }
+
+    fn summary(m: &Model) -> Vec<String> {
+        let mut out: Vec<String> = [&m.services, &m.virtual_services, &m.destination_rules]
+            .iter()
+            .flat_map(|items| items.iter())
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    p.name,
+                    p.version,
+                    String::from_utf8_lossy(&p.body)
+                )
+            })
+            .collect();
+        out.extend(m.problems.iter().map(|p| format!("{p:?}")));
+        let mut selectors: Vec<_> = m.selectors.iter().collect();
+        selectors.sort_by(|a, b| a.0.cmp(b.0));
+        out.push(format!("{selectors:?}"));
+        out
+    }
+
+    #[test]
+    fn a_build_reusing_the_last_one_converts_only_what_changed_and_equals_a_fresh_one() {
+        let service = object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"clusterIP": "10.96.0.9", "selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]}}));
+        let slice = object(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "reviews-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "reviews"}},
+            "ports": [{"name": "http", "port": 9080}],
+            "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": true}}]}),
+        );
+        let pod = |version: &str| {
+            object(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "reviews-1", "namespace": "shop", "labels": {"app": "reviews", "version": version}},
+                "spec": {"serviceAccountName": "reviews"}, "status": {"podIP": "10.244.0.7"}}))
+        };
+        let route = |timeout: &str| {
+            object(
+                json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "reviews", "namespace": "shop"},
+                "spec": {"hosts": ["reviews"], "http": [{"timeout": timeout, "route": [{"destination": {"host": "reviews"}}]}]}}),
+            )
+        };
+        let rule = object(
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"host": "reviews", "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN", "warmupDurationSecs": "10s"}}}}),
+        );
+        let snapshot = |pod: Arc<DynamicObject>, route: Arc<DynamicObject>| {
+            let mut s = Snapshot::default();
+            s.objects.insert(Kind::Service, vec![service.clone()]);
+            s.objects.insert(Kind::EndpointSlice, vec![slice.clone()]);
+            s.objects.insert(Kind::Pod, vec![pod]);
+            s.objects.insert(Kind::VirtualService, vec![route]);
+            s.objects.insert(Kind::DestinationRule, vec![rule.clone()]);
+            s
+        };
+        let mut reuse = Reuse::default();
+        let first = snapshot(pod("v1"), route("soon"));
+        let built = Model::build_reusing(&first, &mesh(), &mut reuse);
+        assert_eq!(summary(&built), summary(&Model::build(&first, &mesh())));
+        assert_eq!(
+            built.problems.len(),
+            2,
+            "the invalid route and the rule's ignored field"
+        );
+
+        // The same objects: nothing is converted again.
+        let again = Model::build_reusing(&first, &mesh(), &mut reuse);
+        assert_eq!(summary(&again), summary(&built));
+        assert_eq!(
+            again.services[0].body.as_ptr(),
+            built.services[0].body.as_ptr()
+        );
+
+        // The pod behind the endpoint relabelled, the route fixed: both show.
+        let second = snapshot(pod("v2"), route("5s"));
+        let rebuilt = Model::build_reusing(&second, &mesh(), &mut reuse);
+        assert_eq!(summary(&rebuilt), summary(&Model::build(&second, &mesh())));
+        let body: Value = serde_json::from_slice(&rebuilt.services[0].body).expect("JSON");
+        assert_eq!(body["endpoints"][0]["labels"]["version"], "v2");
+        assert_eq!(rebuilt.virtual_services.len(), 1);
+        assert_eq!(
+            rebuilt.destination_rules[0].body.as_ptr(),
+            built.destination_rules[0].body.as_ptr(),
+            "the unchanged rule is reused"
+        );
+
+        // Another cluster domain changes every host.
+        let other = MeshSettings {
+            domain: "example.org".into(),
+            ..mesh()
+        };
+        let elsewhere = Model::build_reusing(&second, &other, &mut reuse);
+        assert_eq!(summary(&elsewhere), summary(&Model::build(&second, &other)));
+        assert_eq!(&*elsewhere.services[0].name, "reviews.shop.svc.example.org");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use kube::api::DynamicObject;
 use mesh_proxy_config::{Endpoint, Service, ServicePort};
@@ -73,7 +74,10 @@ fn ports(spec: &Value) -> Vec<ServicePort> {
 }
 
 /// The endpoints of the slices, ready ones only, labelled from their pods.
-fn endpoints(slices: &[&DynamicObject], pods_by_ip: &HashMap<IpAddr, PodFacts>) -> Vec<Endpoint> {
+fn endpoints(
+    slices: &[&DynamicObject],
+    pods_by_ip: &HashMap<IpAddr, Arc<PodFacts>>,
+) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for slice in slices {
         let ports: BTreeMap<String, u16> = slice.data["ports"]
@@ -116,7 +120,7 @@ fn endpoints(slices: &[&DynamicObject], pods_by_ip: &HashMap<IpAddr, PodFacts>) 
 pub fn service(
     svc: &DynamicObject,
     slices: &[&DynamicObject],
-    pods_by_ip: &HashMap<IpAddr, PodFacts>,
+    pods_by_ip: &HashMap<IpAddr, Arc<PodFacts>>,
     domain: &str,
 ) -> Service {
     let name = svc.metadata.name.clone().unwrap_or_default();
@@ -186,7 +190,7 @@ mod tests {
         }));
         let facts = PodFacts::from_object(&pod);
         assert_eq!(facts.workload, "reviews-v2");
-        let pods = HashMap::from([(facts.ip.expect("ip"), facts)]);
+        let pods = HashMap::from([(facts.ip.expect("ip"), Arc::new(facts))]);
         let service = service(&svc, &[&slice], &pods, "cluster.local");
         assert_eq!(service.host, "reviews.shop.svc.cluster.local");
         assert_eq!(

@@ -4,7 +4,7 @@
 //!
 //! Proxies with the same [`ScopeKey`] see the same set, which is computed once per key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -138,13 +138,13 @@ pub fn view(model: &Model, key: &ScopeKey) -> View {
             })
     };
     let services = versions(model.services.iter().filter(|p| reachable(p)));
-    let visible_hosts: Vec<&str> = model
+    let visible_hosts: HashSet<&str> = model
         .services
         .iter()
         .filter(|p| services.contains_key(&p.name))
         .flat_map(|p| p.hosts.iter().map(String::as_str))
         .collect();
-    let known_hosts: Vec<&str> = model
+    let known_hosts: HashSet<&str> = model
         .services
         .iter()
         .flat_map(|p| p.hosts.iter().map(String::as_str))
@@ -153,8 +153,8 @@ pub fn view(model: &Model, key: &ScopeKey) -> View {
     // registry (an external name) wherever the rule itself may go.
     let destination_rules = versions(model.destination_rules.iter().filter(|p| {
         let host = p.hosts.first().map(String::as_str).unwrap_or_default();
-        if known_hosts.contains(&host) {
-            p.export.allows(&key.namespace) && visible_hosts.contains(&host)
+        if known_hosts.contains(host) {
+            p.export.allows(&key.namespace) && visible_hosts.contains(host)
         } else {
             reachable(p)
         }
@@ -188,7 +188,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
         .unwrap_or(mesh_registry_only);
     let mut inbound_ports: Vec<ServicePort> = Vec::new();
     let mut inbound_service = None;
-    for (host, selector, ports) in &model.selectors {
+    for (host, selector, ports) in model.selectors.get(&node.namespace).into_iter().flatten() {
         if selector.is_empty() || !selects(selector, &node.labels) {
             continue;
         }
@@ -213,7 +213,9 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
                 // on that port's target (Gateway port 80 on a Service 80→8080 listens on 8080).
                 let listen = model
                     .selectors
-                    .iter()
+                    .get(&node.namespace)
+                    .into_iter()
+                    .flatten()
                     .filter(|(_, selector, _)| {
                         !selector.is_empty() && selects(selector, &node.labels)
                     })
@@ -450,6 +452,25 @@ mod tests {
         assert!(
             settings.listeners.is_none(),
             "a sidecar uses the capture listeners"
+        );
+    }
+
+    #[test]
+    fn only_the_services_of_its_own_namespace_select_a_proxy() {
+        let other = object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "bank"},
+            "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "reviews"}, "ports": [{"name": "grpc", "port": 9090, "targetPort": 9091}]}}));
+        let m = model(vec![
+            (Kind::Service, other),
+            (Kind::Service, service("reviews", "shop", None)),
+        ]);
+        let n = node("shop", "reviews");
+        let settings = own_settings(&m, &n, &scope_key(&m, &n));
+        let ports: Vec<u16> = settings.inbound.ports.iter().map(|p| p.number).collect();
+        assert_eq!(ports, [8080], "bank's reviews selects bank's pods only");
+        assert_eq!(
+            settings.inbound.service.as_deref(),
+            Some("reviews.shop.svc.cluster.local")
         );
     }
 

@@ -1,18 +1,17 @@
-//! The gRPC side of the push: `AggregatedDiscovery/DeltaStream`, one stream per proxy.
+//! The gRPC side of the push: `AggregatedDiscovery/DeltaStream`, one stream per proxy (on the
+//! wire: [`wire`](super::wire)).
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
-use mesh_xds::discovery::aggregated_discovery_server::AggregatedDiscovery;
-use mesh_xds::discovery::{DeltaRequest, DeltaResponse};
+use mesh_xds::discovery::DeltaRequest;
 use tokio::sync::mpsc;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 use tracing::{info, warn};
 
 use super::hub::Hub;
 use super::scope::ProxyNode;
 use super::stream::ProxyStream;
+use super::wire::{DeltaStreamServer, Encoded};
 use crate::metrics::Metrics;
 use crate::token_review::{bearer, TokenReviewer};
 
@@ -22,8 +21,6 @@ pub struct DiscoveryService {
     pub metrics: Metrics,
     pub reviewer: Option<Arc<TokenReviewer>>,
 }
-
-type Responses = Pin<Box<dyn Stream<Item = Result<DeltaResponse, Status>> + Send>>;
 
 fn node_of(request: &DeltaRequest) -> Result<(ProxyNode, String), Status> {
     let node = request.node.as_ref().ok_or_else(|| {
@@ -50,14 +47,18 @@ fn node_of(request: &DeltaRequest) -> Result<(ProxyNode, String), Status> {
     ))
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscovery for DiscoveryService {
-    type DeltaStreamStream = Responses;
+impl DiscoveryService {
+    /// The gRPC service to route.
+    pub fn server(self) -> DeltaStreamServer {
+        DeltaStreamServer::new(self)
+    }
 
-    async fn delta_stream(
+    /// Reads the stream's first request, checks who is asking, and starts the proxy's stream;
+    /// the responses come out of the receiver, encoded.
+    pub async fn open(
         &self,
         request: Request<Streaming<DeltaRequest>>,
-    ) -> Result<Response<Responses>, Status> {
+    ) -> Result<mpsc::Receiver<Box<Encoded>>, Status> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -100,7 +101,9 @@ impl AggregatedDiscovery for DiscoveryService {
         }
         info!(%peer, pod = %node.pod_name, namespace = %node.namespace, "proxy connected");
         let status = self.hub.connect(&node, proxy_version, peer);
-        let (tx, rx) = mpsc::channel(8);
+        // At most one response per type is in flight; boxed, a waiting one costs the channel a
+        // pointer.
+        let (tx, rx) = mpsc::channel(mesh_xds::types::ALL.len());
         let stream = ProxyStream::new(
             self.hub.clone(),
             self.metrics.clone(),
@@ -110,8 +113,6 @@ impl AggregatedDiscovery for DiscoveryService {
             tx,
         );
         tokio::spawn(stream.run(inbound));
-        let responses =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-        Ok(Response::new(Box::pin(responses)))
+        Ok(rx)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
-use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Resource};
+use mesh_xds::discovery::{DeltaRequest, Resource};
 use mesh_xds::types;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -18,7 +18,8 @@ use tracing::{debug, warn};
 
 use super::generation::{Generation, Versions, NOTHING};
 use super::hub::{Hub, ProxyStatus, SyncState, TypeStatus};
-use super::scope::{self, ProxyNode};
+use super::scope::{self, ProxyNode, View};
+use super::wire::{self, Encoded};
 use crate::metrics::Metrics;
 
 /// The name of the proxy's own settings resource.
@@ -57,7 +58,7 @@ impl TypeState {
     fn status(&self, want: &Versions) -> TypeStatus {
         let state = if !self.sent_once {
             SyncState::NotSent
-        } else if self.pending.is_none() && *self.has == **want {
+        } else if self.pending.is_none() && same(&self.has, want) {
             SyncState::Synced
         } else {
             SyncState::Stale
@@ -71,14 +72,27 @@ impl TypeState {
     }
 }
 
+fn same(a: &Versions, b: &Versions) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+/// What the proxy should hold in one generation, worked out once per generation.
+struct Wanted {
+    generation: u64,
+    view: Arc<View>,
+    own: Versions,
+    own_body: bytes::Bytes,
+}
+
 pub struct ProxyStream {
     hub: Arc<Hub>,
     metrics: Metrics,
     node: ProxyNode,
     status: Arc<ProxyStatus>,
-    out: mpsc::Sender<Result<DeltaResponse, Status>>,
+    out: mpsc::Sender<Box<Encoded>>,
     types: Vec<TypeState>,
     nonces: u64,
+    wanted: Option<Wanted>,
 }
 
 /// What the proxy said it holds when it (re)connected, per type.
@@ -99,7 +113,7 @@ impl ProxyStream {
         node: ProxyNode,
         first: &DeltaRequest,
         status: Arc<ProxyStatus>,
-        out: mpsc::Sender<Result<DeltaResponse, Status>>,
+        out: mpsc::Sender<Box<Encoded>>,
     ) -> ProxyStream {
         let mut held = initial(first);
         let types = types::ALL
@@ -120,6 +134,7 @@ impl ProxyStream {
             out,
             types,
             nonces: 0,
+            wanted: None,
         }
     }
 
@@ -200,22 +215,39 @@ impl ProxyStream {
     /// Pushes every type whose wanted set differs from what the proxy holds; false once the
     /// stream is gone.
     async fn sync_all(&mut self, generation: &Arc<Generation>) -> bool {
-        let key = scope::scope_key(&generation.model, &self.node);
-        let view = generation.view(&key);
-        let (own_version, own_body) = scope::own_resource(&generation.model, &self.node, &key);
-        let own: Versions = Arc::new(BTreeMap::from([(Arc::from(SELF), own_version)]));
+        let wanted = match self.wanted.take() {
+            Some(w) if w.generation == generation.number => w,
+            _ => {
+                let key = scope::scope_key(&generation.model, &self.node);
+                let view = generation.view(&key);
+                let (own_version, own_body) =
+                    scope::own_resource(&generation.model, &self.node, &key);
+                Wanted {
+                    generation: generation.number,
+                    view,
+                    own: Arc::new(BTreeMap::from([(Arc::from(SELF), own_version)])),
+                    own_body,
+                }
+            }
+        };
+        let open = self.sync_types(generation, &wanted).await;
+        self.wanted = Some(wanted);
+        open
+    }
+
+    async fn sync_types(&mut self, generation: &Arc<Generation>, wanted: &Wanted) -> bool {
         for i in 0..self.types.len() {
             let type_url = self.types[i].type_url;
             let want = match type_url {
-                types::PROXY => own.clone(),
-                types::SERVICE => view.services.clone(),
-                types::DESTINATION_RULE => view.destination_rules.clone(),
-                _ => view.virtual_services.clone(),
+                types::PROXY => &wanted.own,
+                types::SERVICE => &wanted.view.services,
+                types::DESTINATION_RULE => &wanted.view.destination_rules,
+                _ => &wanted.view.virtual_services,
             };
-            if !self.push(i, generation, &want, &own_body).await {
+            if !self.push(i, generation, want, &wanted.own_body).await {
                 return false;
             }
-            self.status.set(type_url, self.types[i].status(&want));
+            self.status.set(type_url, self.types[i].status(want));
         }
         true
     }
@@ -227,23 +259,34 @@ impl ProxyStream {
         want: &Versions,
         own_body: &bytes::Bytes,
     ) -> bool {
-        let state = &self.types[i];
+        let state = &mut self.types[i];
         if state.pending.is_some() {
             return true;
         }
-        let same = Arc::ptr_eq(&state.has, want) || *state.has == **want;
-        if state.sent_once && same {
-            return true;
+        let type_url = state.type_url;
+        // The proxy's own resource is one small set per proxy; the others are shared sets,
+        // compared through their delta, which every proxy holding the same set shares.
+        let delta = (type_url != types::PROXY && !Arc::ptr_eq(&state.has, want))
+            .then(|| generation.delta(type_url, &state.has, want));
+        if state.sent_once {
+            let unchanged = match &delta {
+                None => type_url != types::PROXY || same(&state.has, want),
+                Some(d) => d.resources == 0 && d.removed == 0,
+            };
+            if unchanged {
+                // Equal content: from now on the proxy holds this very set.
+                state.has = want.clone();
+                return true;
+            }
         }
         if state
             .refused
             .as_ref()
-            .is_some_and(|(set, _)| **set == **want)
+            .is_some_and(|(set, _)| same(set, want))
         {
             return true;
         }
-        let type_url = state.type_url;
-        let (resources, removed) = if type_url == types::PROXY {
+        let changes = if type_url == types::PROXY {
             let changed = state.has.get(SELF) != want.get(SELF);
             let resources = if changed {
                 vec![Resource {
@@ -254,23 +297,24 @@ impl ProxyStream {
             } else {
                 Vec::new()
             };
-            (resources, Vec::new())
+            wire::encode_changes(resources, Vec::new())
         } else {
-            let delta = generation.delta(type_url, &state.has, want);
-            (delta.resources.clone(), delta.removed.clone())
+            delta
+                .unwrap_or_else(|| generation.delta(type_url, &state.has, want))
+                .encoded
+                .clone()
         };
         self.nonces += 1;
         let nonce = format!("{}-{}", self.status.id, self.nonces);
-        let response = DeltaResponse {
-            type_url: type_url.to_owned(),
-            system_version: generation.number.to_string(),
-            resources,
-            removed_resources: removed,
-            nonce: nonce.clone(),
-            complete: true,
-        };
+        let response = Encoded::response(
+            type_url,
+            generation.number.to_string(),
+            nonce.clone(),
+            true,
+            changes,
+        );
         self.metrics.push_sent(type_url);
-        if self.out.send(Ok(response)).await.is_err() {
+        if self.out.send(Box::new(response)).await.is_err() {
             return false;
         }
         let state = &mut self.types[i];
