@@ -104,6 +104,8 @@ fn endpoints(slices: &[&DynamicObject], pods_by_ip: &HashMap<IpAddr, PodFacts>) 
                     workload: pod.map(|p| p.workload.clone()),
                     namespace: pod.map(|p| p.namespace.clone()),
                     weight: None,
+                    // Identities (serviceAccount) come with the security translation.
+                    ..Endpoint::default()
                 });
             }
         }

@@ -237,6 +237,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
             namespace: Some(node.namespace.clone()),
             labels: node.labels.clone(),
             cluster: None,
+            ..Node::default()
         },
         outbound_traffic_policy: OutboundTrafficPolicy {
             mode: if registry_only {
