@@ -141,7 +141,10 @@ impl ConditionKey {
 
     /// Whether the attribute exists only for HTTP requests.
     pub fn is_http_only(&self) -> bool {
-        matches!(self, ConditionKey::RequestHeader(_) | ConditionKey::RequestAuth)
+        matches!(
+            self,
+            ConditionKey::RequestHeader(_) | ConditionKey::RequestAuth
+        )
     }
 }
 
@@ -231,7 +234,9 @@ impl crate::checked::Check for AuthorizationPolicy {
                     )));
                 }
                 match key {
-                    ConditionKey::SourceIp | ConditionKey::RemoteIp | ConditionKey::DestinationIp => {
+                    ConditionKey::SourceIp
+                    | ConditionKey::RemoteIp
+                    | ConditionKey::DestinationIp => {
                         for v in c.values.iter().chain(&c.not_values) {
                             parse_cidr(v).map_err(|e| at(&format!("when {:?}: {e}", c.key)))?;
                         }

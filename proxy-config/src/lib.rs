@@ -32,8 +32,8 @@ pub use error::ConfigError;
 pub use matching::{Percent, RegexPattern, StringMatch};
 pub use protocol::Protocol;
 pub use security::*;
-pub use telemetry::*;
 pub use service::{Endpoint, Service, ServicePort};
+pub use telemetry::*;
 pub use virtual_service::*;
 
 /// A whole configuration snapshot.

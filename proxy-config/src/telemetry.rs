@@ -113,12 +113,20 @@ impl crate::checked::Check for Tracing {
     fn check(&self) -> Result<(), String> {
         if let Some(s) = self.sampling {
             if !(0.0..=100.0).contains(&s) {
-                return Err(format!("tracing.sampling {s} is not a percentage (0 to 100)"));
+                return Err(format!(
+                    "tracing.sampling {s} is not a percentage (0 to 100)"
+                ));
             }
         }
         if let Some(z) = &self.zipkin {
-            if z.address.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
-                return Err(format!("tracing.zipkin.address {:?}: expected HOST:PORT", z.address));
+            if z.address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(format!(
+                    "tracing.zipkin.address {:?}: expected HOST:PORT",
+                    z.address
+                ));
             }
         }
         Ok(())

@@ -471,6 +471,8 @@ pub struct Route {
     pub cors: Option<Cors>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// The route's local rate limit (`localRateLimit`).
+    pub rate_limit: Option<std::sync::Arc<crate::filters::rate_limit::TokenBucket>>,
 }
 
 /// The routes of one set of host names.
@@ -502,6 +504,7 @@ pub fn default_route() -> &'static Route {
         cors: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        rate_limit: None,
     })
 }
 
@@ -668,6 +671,10 @@ fn compile_route(r: &cfg::HttpRoute, i: usize, matches: Vec<&cfg::HttpMatchReque
             .and_then(|d| header_value(&d.get().as_secs().to_string())),
         credentials: c.allow_credentials == Some(true),
     });
+    let rate_limit = r
+        .local_rate_limit
+        .as_ref()
+        .map(|b| std::sync::Arc::new(crate::filters::rate_limit::TokenBucket::new(b)));
     Route {
         name: if r.name.is_empty() {
             format!("http[{i}]")
@@ -700,6 +707,7 @@ fn compile_route(r: &cfg::HttpRoute, i: usize, matches: Vec<&cfg::HttpMatchReque
         cors,
         request_headers: HeaderOps::compile(r.headers.as_ref().and_then(|h| h.request.as_ref())),
         response_headers: HeaderOps::compile(r.headers.as_ref().and_then(|h| h.response.as_ref())),
+        rate_limit,
     }
 }
 

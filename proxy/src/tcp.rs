@@ -95,7 +95,14 @@ where
         };
         let ep = &cluster.endpoints[i];
         last_labels = cluster.endpoint_labels(i);
-        match connect_tcp(ep.addr, &cluster.policy).await {
+        let connected = match connect_tcp(ep.addr, &cluster.policy).await {
+            Ok(s) => cluster
+                .secure(i, s, crate::tls::AppProtocol::Tcp, &metrics)
+                .await
+                .map_err(crate::cluster::pool::PoolError::from),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(mut upstream) => {
                 cluster.report(i, Outcome::Status(200), &metrics);
                 let labels = cluster.endpoint_labels(i);

@@ -104,6 +104,8 @@ pub struct Meter {
     pub labels: Arc<LabelSet>,
     pub start: Instant,
     pub record: RequestRecord,
+    /// Telemetry that wants the finished record (access log, span); `None` when off.
+    pub done: Option<Box<dyn FnOnce(&RequestRecord) + Send>>,
 }
 
 impl Meter {
@@ -111,6 +113,9 @@ impl Meter {
         self.record.flags.insert(extra);
         self.record.duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
         self.metrics.record_request(&self.labels, &self.record);
+        if let Some(done) = self.done.take() {
+            done(&self.record);
+        }
     }
 }
 

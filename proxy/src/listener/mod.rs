@@ -43,6 +43,8 @@ pub struct ConnInfo {
     pub destination: SocketAddr,
     /// For plain TCP listeners: their configured destination.
     pub tcp_destination: Option<cfg::Destination>,
+    /// What the peer proved over mTLS; `None` for plaintext.
+    pub security: Option<crate::tls::inbound::PeerSecurity>,
 }
 
 /// Binds a listening socket that several workers can share.
@@ -246,13 +248,24 @@ async fn serve_connection(
         (Capture::None, Some(g)) => Side::Gateway(g.clone()),
         (Capture::None, None) => Side::Plain,
     };
-    let info = Arc::new(ConnInfo {
+    let info = ConnInfo {
         side,
         listener: spec.name.clone(),
         peer,
         destination,
         tcp_destination: spec.destination.clone(),
-    });
+        security: None,
+    };
+    // PeerAuthentication: the mesh's mTLS is terminated (and served) there.
+    if info.side == Side::Inbound {
+        use crate::tls::inbound::{self, Admission};
+        match inbound::admit(&stream, &snap, peer, destination.port()).await {
+            Admission::Plain => {}
+            Admission::Mtls => return inbound::serve(stream, &info, snap, store, drain).await,
+            Admission::Refused => return,
+        }
+    }
+    let info = Arc::new(info);
     let detected = match declared(&snap, spec, destination) {
         Some(Protocol::Tcp) => Detected::Tcp,
         // HTTP ports still look at the first bytes to tell HTTP/1.1 from HTTP/2 prior knowledge;
@@ -269,7 +282,12 @@ async fn serve_connection(
         },
     };
     match detected {
-        Detected::Tcp => crate::tcp::proxy(stream, info, snap).await,
+        Detected::Tcp => {
+            if info.side == Side::Inbound && !crate::filters::admit_tcp(&snap, &info) {
+                return;
+            }
+            crate::tcp::proxy(stream, info, snap).await
+        }
         Detected::Http1 | Detected::Http2 => {
             crate::http::server::serve(
                 stream,
