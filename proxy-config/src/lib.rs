@@ -133,6 +133,11 @@ pub struct Listener {
     /// For plain TCP listeners: where to send every connection.
     #[serde(default)]
     pub destination: Option<Destination>,
+    /// Plain listeners: serve as the workload's inbound side (mTLS, authorization, inbound
+    /// metrics) and forward to this address, like a Sidecar resource's `ingress` listener
+    /// with `defaultEndpoint`, for workloads without traffic capture.
+    #[serde(default)]
+    pub default_endpoint: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -157,6 +162,7 @@ impl ProxyConfig {
                     protocol: None,
                     gateway: None,
                     destination: None,
+                    default_endpoint: None,
                 },
                 Listener {
                     name: "virtualInbound".into(),
@@ -165,6 +171,7 @@ impl ProxyConfig {
                     protocol: None,
                     gateway: None,
                     destination: None,
+                    default_endpoint: None,
                 },
             ],
         }

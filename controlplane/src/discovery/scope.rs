@@ -226,6 +226,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
                     protocol,
                     gateway: Some(gateway.id.clone()),
                     destination: None,
+                    default_endpoint: None,
                 });
             }
         }

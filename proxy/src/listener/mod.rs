@@ -198,6 +198,12 @@ impl Drop for ActiveConn {
 /// The protocol a connection declares by its port, if it does.
 fn declared(snap: &Snapshot, spec: &cfg::Listener, destination: SocketAddr) -> Option<Protocol> {
     match spec.capture {
+        Capture::None if spec.default_endpoint.is_some() => spec.protocol.or_else(|| {
+            snap.inbound_ports
+                .get(&destination.port())
+                .copied()
+                .flatten()
+        }),
         Capture::None => spec.protocol,
         Capture::Inbound => snap
             .inbound_ports
@@ -227,7 +233,7 @@ async fn serve_connection(
         Err(_) => return,
     };
     let destination = match spec.capture {
-        Capture::None => local,
+        Capture::None => spec.default_endpoint.unwrap_or(local),
         Capture::Inbound | Capture::Outbound => match crate::original_dst::original_dst(&stream) {
             // A connection made to the capture port itself was not redirected: serving it would
             // loop back into the proxy.
@@ -245,6 +251,7 @@ async fn serve_connection(
     let side = match (spec.capture, &spec.gateway) {
         (Capture::Outbound, _) => Side::Outbound,
         (Capture::Inbound, _) => Side::Inbound,
+        (Capture::None, _) if spec.default_endpoint.is_some() => Side::Inbound,
         (Capture::None, Some(g)) => Side::Gateway(g.clone()),
         (Capture::None, None) => Side::Plain,
     };

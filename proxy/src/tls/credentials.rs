@@ -77,6 +77,8 @@ struct Contents {
 pub struct Credentials {
     files: Mutex<Option<CertificateFiles>>,
     last_seen: Mutex<Option<Contents>>,
+    /// The last failure, so that a file missing for a while is reported once, not every poll.
+    last_error: Mutex<Option<String>>,
     current: ArcSwapOption<Loaded>,
     configured: AtomicBool,
     provider: Arc<CryptoProvider>,
@@ -152,6 +154,7 @@ impl Credentials {
         Credentials {
             files: Mutex::new(None),
             last_seen: Mutex::new(None),
+            last_error: Mutex::new(None),
             current: ArcSwapOption::empty(),
             configured: AtomicBool::new(false),
             provider: super::provider(),
@@ -241,12 +244,21 @@ impl Credentials {
                 self.metrics.security.cert_loaded(loaded.not_after);
                 self.current.store(Some(Arc::new(loaded)));
                 *lock(&self.last_seen) = Some(contents);
+                *lock(&self.last_error) = None;
             }
             Err(e) => self.failed(&e),
         }
     }
 
     fn failed(&self, e: &CredentialError) {
+        let text = e.to_string();
+        {
+            let mut last = lock(&self.last_error);
+            if last.as_deref() == Some(text.as_str()) {
+                return;
+            }
+            *last = Some(text);
+        }
         Metrics::inc(&self.metrics.security.cert_reload_errors);
         if self.current.load().is_some() {
             tracing::warn!(
