@@ -582,7 +582,8 @@ async fn every_authorization_rule_kind_allows_and_denies() {
     let _client = Proxy::start(&client_yaml(cp, sp, Some(&cc), "server", ""));
 
     // (path, method, header, through mTLS, expected status)
-    let cases: &[(&str, &str, Option<(&str, &str)>, bool, u16)] = &[
+    type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>, bool, u16);
+    let cases: &[Case<'_>] = &[
         ("/principal/x", "GET", None, true, 200),
         ("/principal/x", "GET", None, false, 403),
         ("/not-principal", "GET", None, true, 403),

@@ -98,6 +98,9 @@ impl Body for ReqBody {
     }
 }
 
+/// What runs with the finished record of a request (access log line, span).
+pub type OnDone = Box<dyn FnOnce(&RequestRecord) + Send>;
+
 /// Metrics of one request, recorded when its response ends (or is abandoned).
 pub struct Meter {
     pub metrics: Arc<Metrics>,
@@ -105,7 +108,7 @@ pub struct Meter {
     pub start: Instant,
     pub record: RequestRecord,
     /// Telemetry that wants the finished record (access log, span); `None` when off.
-    pub done: Option<Box<dyn FnOnce(&RequestRecord) + Send>>,
+    pub done: Option<OnDone>,
 }
 
 impl Meter {
