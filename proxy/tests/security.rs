@@ -1016,3 +1016,54 @@ async fn access_log_lines_parse() {
     let id = denied["request_id"].as_str().expect("id");
     assert!(l.contains(id), "{l}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_between_sidecars_is_negotiated_by_alpn() {
+    let p = pair(PairOptions {
+        client_top: "destinationRules:\n  - host: svc.test.svc.cluster.local\n    trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}\n",
+        ..PairOptions::default()
+    })
+    .await;
+    let r = client::send(addr(p.client_port), get(HOST, "/h2")).await;
+    assert_eq!(r.status, 200, "{}", p.server.stderr());
+    // The server sidecar spoke HTTP/2 inside the mTLS (it keeps the client's protocol).
+    assert_eq!(p.backend.last().expect("seen").version, "HTTP/2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissive_passes_an_applications_own_tls_to_it() {
+    let echo = backend::tcp_echo(None).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("mesh");
+    let sc = write_credentials(
+        dir.path(),
+        &ca.workload("test", "server", Validity::Now),
+        &ca.pem,
+    );
+    let sp = free_port();
+    let _server = Proxy::start(&format!(
+        "node: {{workload: server, namespace: test, serviceAccount: server}}
+certificates: {{directory: {}}}
+listeners: [{{name: inbound, address: '127.0.0.1:{sp}', defaultEndpoint: '{echo}'}}]
+inbound:
+  peerAuthentication: {{mtls: {{mode: PERMISSIVE}}}}
+",
+        sc.display()
+    ));
+    // A ClientHello that is not the mesh's (ALPN h2): it reaches the app byte for byte.
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), "app.example".try_into().expect("name"))
+            .expect("client");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("hello");
+    let (out, _) = client::raw_bytes(addr(sp), &hello, Duration::from_millis(800));
+    assert_eq!(out, hello);
+}
