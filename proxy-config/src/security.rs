@@ -113,7 +113,8 @@ pub struct ClientTlsSettings {
     pub private_key: Option<PathBuf>,
     /// SIMPLE / MUTUAL: the CA bundle to verify the server with (default: the system's).
     pub ca_certificates: Option<PathBuf>,
-    /// Accepted for compatibility; secrets by name need the control plane (use the files).
+    /// A secret by name: needs the control plane to ship it, not supported yet; without the
+    /// files as well, connections of the cluster fail (closed), saying why.
     pub credential_name: Option<String>,
     /// The server certificate must carry one of these SANs (DNS or URI); for ISTIO_MUTUAL they
     /// replace the endpoints' identities.
@@ -141,18 +142,15 @@ pub enum TlsMode {
 
 impl crate::checked::Check for ClientTlsSettings {
     fn check(&self) -> Result<(), String> {
+        // With `credentialName` the rule is valid (Istio's validation accepts it); the proxy
+        // cannot fetch the secret yet, so such a cluster fails its connections, saying why.
         if self.mode == TlsMode::Mutual
+            && self.credential_name.is_none()
             && (self.client_certificate.is_none() || self.private_key.is_none())
         {
             return Err(
-                "tls mode MUTUAL needs `clientCertificate` and `privateKey` (files)".into(),
+                "tls mode MUTUAL needs `clientCertificate` and `privateKey` (files) or `credentialName`".into(),
             );
-        }
-        if self.credential_name.is_some()
-            && self.client_certificate.is_none()
-            && self.ca_certificates.is_none()
-        {
-            return Err("tls `credentialName` is not supported by mesh-proxy yet; give the certificate files (`clientCertificate`, `privateKey`, `caCertificates`)".into());
         }
         Ok(())
     }

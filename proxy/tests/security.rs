@@ -1067,3 +1067,166 @@ inbound:
     let (out, _) = client::raw_bytes(addr(sp), &hello, Duration::from_millis(800));
     assert_eq!(out, hello);
 }
+
+/// An HTTPS server (rustls) answering 200 with `x-client-cert: yes|no`; with `ca`, client
+/// certificates from it are required.
+async fn tls_server(cert: &support::pki::Workload, client_ca: Option<&str>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).expect("key");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots.add(c.expect("root")).expect("add");
+            }
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("verifier"),
+            )
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(chain, key).expect("server config");
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let has_cert = tls.get_ref().1.peer_certificates().is_some();
+                let svc = hyper::service::service_fn(
+                    move |_req: http::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, hyper::Error>(
+                            http::Response::builder()
+                                .header("x-client-cert", if has_cert { "yes" } else { "no" })
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                    b"tls-app",
+                                )))
+                                .expect("response"),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_tls_modes_simple_mutual_and_disable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("external");
+    let server_cert = ca.dns("api.example");
+    let client_cert = ca.dns("client.example");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let ca_file = write("ca.pem", &ca.pem);
+    let cert_file = write("client.pem", &client_cert.chain_pem);
+    let key_file = write("client.key", &client_cert.key_pem);
+    let simple = tls_server(&server_cert, None).await;
+    let mutual = tls_server(&server_cert, Some(&ca.pem)).await;
+    let port = free_port();
+    let svc = |name: &str, upstream: u16| {
+        format!(
+            "  - host: {name}.ext\n    ports: [{{number: 443, name: http}}]\n    endpoints: [{{address: 127.0.0.1, port: {upstream}}}]\n"
+        )
+    };
+    let services = [
+        ("simple", simple, format!("{{mode: SIMPLE, caCertificates: {ca_file}, sni: api.example}}")),
+        ("mutual", mutual, format!("{{mode: MUTUAL, caCertificates: {ca_file}, sni: api.example, clientCertificate: {cert_file}, privateKey: {key_file}}}")),
+        ("no-client-cert", mutual, format!("{{mode: SIMPLE, caCertificates: {ca_file}, sni: api.example}}")),
+        ("wrong-name", simple, format!("{{mode: SIMPLE, caCertificates: {ca_file}, sni: other.example}}")),
+        ("wrong-san", simple, format!("{{mode: SIMPLE, caCertificates: {ca_file}, sni: api.example, subjectAltNames: [spiffe://x]}}")),
+        ("skip-verify", simple, "{mode: SIMPLE, sni: api.example, insecureSkipVerify: true}".to_owned()),
+        ("untrusted", simple, "{mode: SIMPLE, caCertificates: CA2, sni: api.example}".to_owned()),
+        ("disabled", simple, "{mode: DISABLE}".to_owned()),
+    ];
+    let other = Ca::new("other");
+    let ca2 = write("ca2.pem", &other.pem);
+    let mut yaml = format!("listeners: [{{name: out, address: '127.0.0.1:{port}'}}]\nservices:\n");
+    let mut rules = String::from("destinationRules:\n");
+    for (name, upstream, tls) in &services {
+        yaml.push_str(&svc(name, *upstream));
+        rules.push_str(&format!(
+            "  - host: {name}.ext\n    trafficPolicy: {{tls: {}}}\n",
+            tls.replace("CA2", &ca2)
+        ));
+    }
+    yaml.push_str(&rules);
+    let p = Proxy::start(&yaml);
+    let status = |name: &'static str| async move {
+        let r = client::send(addr(port), get(&format!("{name}.ext"), "/")).await;
+        (r.status, r.header("x-client-cert").map(str::to_owned))
+    };
+    assert_eq!(status("simple").await, (200, Some("no".into())));
+    assert_eq!(status("mutual").await, (200, Some("yes".into())));
+    assert_eq!(status("no-client-cert").await.0, 503);
+    assert_eq!(status("wrong-name").await.0, 503);
+    assert_eq!(status("wrong-san").await.0, 503);
+    assert_eq!(status("skip-verify").await, (200, Some("no".into())));
+    assert_eq!(status("untrusted").await.0, 503);
+    // DISABLE: plaintext to a TLS server, which cannot answer it.
+    assert_eq!(status("disabled").await.0, 503);
+    assert!(
+        p.metric(
+            "mesh_proxy_tls_handshake_errors_total",
+            &[("side", "outbound"), ("reason", "untrusted")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_disable_sends_plaintext_to_a_sidecar() {
+    let p = pair(PairOptions {
+        inbound: "  peerAuthentication: {mtls: {mode: PERMISSIVE}}\n",
+        client_top: "destinationRules:\n  - host: svc.test.svc.cluster.local\n    trafficPolicy: {tls: {mode: DISABLE}}\n",
+        ..PairOptions::default()
+    })
+    .await;
+    assert_eq!(
+        client::send(addr(p.client_port), get(HOST, "/"))
+            .await
+            .status,
+        200
+    );
+    assert!(eventually(Duration::from_secs(3), || p.server.metric(
+        "istio_requests_total",
+        &[("connection_security_policy", "none")]
+    ) == 1.0));
+    assert_eq!(
+        p.server.metric(
+            "istio_requests_total",
+            &[("connection_security_policy", "mutual_tls")]
+        ),
+        0.0
+    );
+}

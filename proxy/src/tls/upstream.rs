@@ -147,9 +147,10 @@ fn build_tls(
         let (cp, kp) = match (&s.client_certificate, &s.private_key) {
             (Some(c), Some(k)) => (c, k),
             _ => {
-                return Err(CredentialError::Config(
-                    "MUTUAL needs clientCertificate and privateKey".into(),
-                ))
+                return Err(CredentialError::Config(format!(
+                    "credentialName {:?}: secrets by name are not supported yet; give clientCertificate and privateKey files",
+                    s.credential_name.as_deref().unwrap_or("")
+                )))
             }
         };
         let chain = parse_certificates(cp, &read(cp)?)?;

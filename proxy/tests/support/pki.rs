@@ -79,6 +79,25 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A TLS server (and client) certificate for a DNS name, as an external service has.
+    pub fn dns(&self, name: &str) -> Workload {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        Workload {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
 /// Writes the three files as mesh-agent does (each replaced atomically); returns the dir.
 pub fn write_credentials(dir: &Path, w: &Workload, roots_pem: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
