@@ -697,6 +697,7 @@ async fn tcp_connections_are_authorized_by_their_attributes() {
         format!(
             "node: {{workload: server, namespace: test, serviceAccount: server}}
 certificates: {{directory: {}, checkInterval: 100ms}}
+accessLog: {{mode: ON, encoding: JSON}}
 listeners:
   - {{name: inbound, address: 127.0.0.1:{sp}, defaultEndpoint: {echo}}}
 inbound:
@@ -730,6 +731,23 @@ services:
     ));
     let (out, _) = client::raw(addr(cp), b"ping", Duration::from_millis(500));
     assert_eq!(out, "ping");
+    // The connection is in the server's access log, with the peer's identity.
+    assert!(eventually(Duration::from_secs(3), || server
+        .stdout()
+        .contains("\"method\":\"-\"")));
+    let line = server.stdout();
+    let tcp: serde_json::Value = serde_json::from_str(
+        line.lines()
+            .find(|l| l.contains("\"method\":\"-\""))
+            .expect("tcp line"),
+    )
+    .expect("json");
+    assert_eq!(tcp["bytes_received"], 4);
+    assert_eq!(tcp["bytes_sent"], 4);
+    assert_eq!(
+        tcp["downstream_peer_uri_san"],
+        "spiffe://cluster.local/ns/test/sa/client"
+    );
     // The DENY with a method on TCP: the port is denied to everyone.
     let before = server.generation();
     std::fs::write(

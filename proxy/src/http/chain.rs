@@ -71,6 +71,11 @@ impl Chain {
         self.telemetry.as_ref().map(|t| t.observe(req, conn))
     }
 
+    /// The side's telemetry, when on (TCP connections log through it).
+    pub fn telemetry(&self) -> Option<&Arc<Telemetry>> {
+        self.telemetry.as_ref()
+    }
+
     pub fn on_request(&self, req: &http::request::Parts, conn: &ConnInfo) -> Option<LocalReply> {
         self.filters.iter().find_map(|f| f.on_request(req, conn))
     }

@@ -174,6 +174,67 @@ impl Telemetry {
     }
 }
 
+/// One opaque TCP connection that ended, for the access log.
+pub struct TcpRecord<'a> {
+    pub conn: &'a ConnInfo,
+    pub upstream: Option<std::net::SocketAddr>,
+    pub cluster: &'a str,
+    pub upstream_identity: Option<&'a str>,
+    pub flags: crate::metrics::ResponseFlags,
+    /// Bytes from the client, and to it.
+    pub received: u64,
+    pub sent: u64,
+    pub started: std::time::Instant,
+    pub started_ms: u64,
+}
+
+impl Telemetry {
+    /// Logs a finished TCP connection (Istio logs them with `"- - -"` for the request).
+    pub fn log_tcp(&self, r: &TcpRecord<'_>) {
+        let Some((mode, encoding)) = self.log else {
+            return;
+        };
+        if mode == AccessLogMode::Errors && r.flags.is_empty() {
+            return;
+        }
+        let mut flags = String::new();
+        r.flags.write_to(&mut flags);
+        let e = access_log::Entry {
+            start_ms: r.started_ms,
+            method: "-".into(),
+            path: "-".into(),
+            protocol: "-",
+            response_code: 0,
+            response_flags: flags,
+            response_code_details: Some("-"),
+            bytes_received: r.received,
+            bytes_sent: r.sent,
+            duration_ms: r.started.elapsed().as_millis() as u64,
+            upstream_host: r.upstream.map(|a| a.to_string()),
+            upstream_cluster: Some(r.cluster.to_owned()),
+            downstream_local_address: r.conn.destination.to_string(),
+            downstream_remote_address: r.conn.peer.to_string(),
+            requested_server_name: r.conn.security.as_ref().and_then(|s| s.sni.clone()),
+            downstream_peer_uri_san: r
+                .conn
+                .security
+                .as_ref()
+                .and_then(|s| s.identity.as_deref().map(str::to_owned)),
+            upstream_peer_uri_san: r.upstream_identity.map(str::to_owned),
+            ..access_log::Entry::default()
+        };
+        self.sinks.log.write(match encoding {
+            AccessLogEncoding::Text => e.text(),
+            AccessLogEncoding::Json => e.json(),
+        });
+    }
+}
+
+/// Unix milliseconds now, for a TCP connection's start.
+pub fn unix_ms() -> u64 {
+    now_ms()
+}
+
 /// What telemetry kept of a request until its response ends.
 pub struct Observation {
     telemetry: Arc<Telemetry>,
