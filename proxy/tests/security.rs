@@ -808,6 +808,23 @@ async fn rate_limits_hold_per_inbound_port_and_per_route() {
             ) == 1.0
     }));
     assert_eq!(p.backend.count(), 3);
+    // A new snapshot with the same limits keeps the emptied buckets.
+    let yaml = std::fs::read_to_string(&p.server.config).expect("config") + "drainTimeout: 6s\n";
+    p.server.reload(&yaml);
+    let yaml = std::fs::read_to_string(&p.client.config).expect("config") + "drainTimeout: 6s\n";
+    p.client.reload(&yaml);
+    assert_eq!(
+        client::send(addr(p.server_port), get(HOST, "/direct"))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        client::send(addr(p.client_port), get(HOST, "/limited"))
+            .await
+            .status,
+        429
+    );
 }
 
 /// A Zipkin collector: keeps every span POSTed to /api/v2/spans.

@@ -32,6 +32,31 @@ impl TokenBucket {
         }
     }
 
+    /// The bucket for `key` (a route or port) with these settings: the one an earlier
+    /// snapshot made, if it is still in use, so that a config push (they come often) does not
+    /// refill the buckets; a new one otherwise.
+    pub fn shared(key: &str, b: &cfg::TokenBucket) -> Arc<TokenBucket> {
+        static LIVE: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Weak<TokenBucket>>>> =
+            std::sync::OnceLock::new();
+        let full_key = format!(
+            "{key} {}/{}/{:?}",
+            b.max_tokens,
+            b.tokens_per_fill.unwrap_or(b.max_tokens),
+            b.fill_interval.get()
+        );
+        let mut live = LIVE
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = live.get(&full_key).and_then(std::sync::Weak::upgrade) {
+            return existing;
+        }
+        live.retain(|_, w| w.strong_count() > 0);
+        let bucket = Arc::new(TokenBucket::new(b));
+        live.insert(full_key, Arc::downgrade(&bucket));
+        bucket
+    }
+
     /// Takes a token if there is one.
     pub fn try_take(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -66,8 +91,8 @@ pub fn limited_reply(grpc: bool) -> LocalReply {
 /// The inbound side's buckets by workload port; entries without a port share one bucket for
 /// the ports no entry names.
 pub struct PortLimits {
-    by_port: HashMap<u16, TokenBucket>,
-    other: Option<TokenBucket>,
+    by_port: HashMap<u16, Arc<TokenBucket>>,
+    other: Option<Arc<TokenBucket>>,
     metrics: Arc<Metrics>,
 }
 
@@ -78,9 +103,12 @@ impl PortLimits {
         for l in limits {
             match l.port {
                 Some(p) => {
-                    by_port.insert(p, TokenBucket::new(&l.token_bucket));
+                    by_port.insert(
+                        p,
+                        TokenBucket::shared(&format!("inbound port {p}"), &l.token_bucket),
+                    );
                 }
-                None => other = Some(TokenBucket::new(&l.token_bucket)),
+                None => other = Some(TokenBucket::shared("inbound other ports", &l.token_bucket)),
             }
         }
         PortLimits {
@@ -93,7 +121,7 @@ impl PortLimits {
     /// Takes a token for `port`; true if allowed (or the port is not limited).
     pub fn take(&self, port: u16) -> bool {
         let bucket = self.by_port.get(&port).or(self.other.as_ref());
-        let ok = bucket.is_none_or(TokenBucket::try_take);
+        let ok = bucket.is_none_or(|b| b.try_take());
         if !ok {
             Metrics::inc(&self.metrics.security.rate_limited);
         }
