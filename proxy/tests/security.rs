@@ -219,13 +219,13 @@ async fn a_server_with_the_wrong_identity_is_refused() {
         .client
         .stderr()
         .contains("it is not who the config expects")));
-    assert!(
+    assert!(eventually(Duration::from_secs(3), || {
         p.client
             .metric("istio_requests_total", &[("response_flags", "UF,URX")])
             + p.client
                 .metric("istio_requests_total", &[("response_flags", "UF")])
             >= 1.0
-    );
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +364,10 @@ async fn expired_not_yet_valid_and_foreign_client_certificates_are_refused() {
             p.server.metrics_text()
         );
         assert!(
-            p.server.stderr().contains("mTLS connection refused"),
+            eventually(Duration::from_secs(2), || p
+                .server
+                .stderr()
+                .contains("mTLS connection refused")),
             "{reason}"
         );
     }
@@ -503,7 +506,9 @@ async fn missing_certificates_make_the_proxy_unready_and_bad_ones_keep_the_previ
     assert!(eventually(Duration::from_secs(5), || {
         server.metric("mesh_proxy_cert_reload_errors_total", &[]) > errors
     }));
-    assert!(server.stderr().contains("do not go together"));
+    assert!(eventually(Duration::from_secs(2), || server
+        .stderr()
+        .contains("do not go together")));
     assert_eq!(server.metric("mesh_proxy_cert_loads_total", &[]), 1.0);
 }
 
