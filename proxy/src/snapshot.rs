@@ -698,7 +698,8 @@ impl Snapshot {
                     state,
                     self.outbound_labels.clone(),
                 )
-                .with_tls(tls, self.credentials.clone()),
+                .with_tls(tls, self.credentials.clone())
+                .with_upstream_reporting(self.telemetry_on()),
             )
         };
         PortClusters {
@@ -766,16 +767,24 @@ impl Snapshot {
             ..ClusterPolicy::default()
         };
         let endpoint = Endpoint::new(addr, 1, Arc::new(Peer::default()), Arc::default());
-        let c = Arc::new(Cluster::new(
-            name.into(),
-            service,
-            vec![endpoint],
-            policy,
-            Arc::default(),
-            ctx,
-        ));
+        let c = Arc::new(
+            Cluster::new(
+                name.into(),
+                service,
+                vec![endpoint],
+                policy,
+                Arc::default(),
+                ctx,
+            )
+            .with_upstream_reporting(self.telemetry_on()),
+        );
         map.insert((inbound, addr), c.clone());
         c
+    }
+
+    /// Whether access logs or tracing want to know which endpoint answered.
+    fn telemetry_on(&self) -> bool {
+        self.inbound_chain.telemetry().is_some() || self.outbound_chain.telemetry().is_some()
     }
 
     /// Every cluster built so far, for the admin page and the idle sweep.

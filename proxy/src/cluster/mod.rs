@@ -126,6 +126,9 @@ pub struct Cluster {
     /// How connections to the endpoints are secured (DestinationRule `tls`).
     pub tls: Arc<UpstreamTls>,
     credentials: Option<Arc<Credentials>>,
+    /// Whether responses carry the endpoint that answered (for access logs and spans); off
+    /// without telemetry, so that plain requests do not pay for the extension.
+    pub report_upstream: bool,
 }
 
 impl Cluster {
@@ -133,6 +136,11 @@ impl Cluster {
     pub fn with_tls(mut self, tls: UpstreamTls, credentials: Arc<Credentials>) -> Cluster {
         self.tls = Arc::new(tls);
         self.credentials = Some(credentials);
+        self
+    }
+
+    pub fn with_upstream_reporting(mut self, on: bool) -> Cluster {
+        self.report_upstream = on;
         self
     }
 
@@ -192,6 +200,7 @@ impl Cluster {
             labels: OnceLock::new(),
             tls: Arc::new(UpstreamTls::Plain),
             credentials: None,
+            report_upstream: false,
         }
     }
 
