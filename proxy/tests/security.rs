@@ -146,6 +146,16 @@ async fn mtls_between_sidecars_carries_identities() {
     let r = client::send(addr(p.client_port), get(HOST, "/hello")).await;
     assert_eq!(r.status, 200, "{}", p.client.stderr());
     assert_eq!(r.backend(), Some("app"));
+    // The app learns who called, as Istio's sidecars tell it.
+    let xfcc = p.backend.last().expect("seen").headers["x-forwarded-client-cert"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert!(
+        xfcc.starts_with("By=spiffe://cluster.local/ns/test/sa/server;Hash=")
+            && xfcc.ends_with(";Subject=\"\";URI=spiffe://cluster.local/ns/test/sa/client"),
+        "{xfcc}"
+    );
     let server_side = [
         ("reporter", "destination"),
         ("connection_security_policy", "mutual_tls"),
@@ -263,8 +273,19 @@ async fn permissive_accepts_plaintext_and_mtls_on_one_port() {
         ..PairOptions::default()
     })
     .await;
-    let plain = client::send(addr(p.server_port), get(HOST, "/plain")).await;
+    let plain = client::send(
+        addr(p.server_port),
+        get(HOST, "/plain").header("x-forwarded-client-cert", "URI=spiffe://forged"),
+    )
+    .await;
     assert_eq!(plain.status, 200);
+    // A plaintext client cannot claim an identity.
+    assert!(!p
+        .backend
+        .last()
+        .expect("seen")
+        .headers
+        .contains_key("x-forwarded-client-cert"));
     let mtls = client::send(addr(p.client_port), get(HOST, "/mtls")).await;
     assert_eq!(mtls.status, 200);
     assert!(

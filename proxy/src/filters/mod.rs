@@ -52,8 +52,8 @@ pub fn build(
         telemetry::Telemetry::new(config, inbound, sinks.clone(), local_service).map(Arc::new)
     };
     (
-        Chain::new(inbound, telemetry(true)),
-        Chain::new(Vec::new(), telemetry(false)),
+        Chain::new(inbound, telemetry(true), true),
+        Chain::new(Vec::new(), telemetry(false), false),
         guards,
     )
 }

@@ -33,6 +33,24 @@ pub struct UpstreamHost {
     pub identity: Option<Arc<str>>,
 }
 
+static XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
+
+/// Istio's sidecar default (SANITIZE_SET): the header says who the mTLS peer is, or is absent.
+fn forwarded_client_cert(req: &mut http::request::Parts, conn: &ConnInfo) {
+    match conn
+        .security
+        .as_ref()
+        .and_then(|s| s.forwarded_client_cert.clone())
+    {
+        Some(v) => {
+            req.headers.insert(XFCC.clone(), v);
+        }
+        None => {
+            req.headers.remove(&XFCC);
+        }
+    }
+}
+
 pub trait Filter: Send + Sync {
     /// A short name for logs and the config dump.
     fn name(&self) -> &'static str;
@@ -46,11 +64,22 @@ pub trait Filter: Send + Sync {
 pub struct Chain {
     filters: Vec<Arc<dyn Filter>>,
     telemetry: Option<Arc<Telemetry>>,
+    /// The inbound side: `x-forwarded-client-cert` is set from the mTLS peer, and removed
+    /// from plaintext requests (a client must not claim an identity it did not prove).
+    inbound: bool,
 }
 
 impl Chain {
-    pub fn new(filters: Vec<Arc<dyn Filter>>, telemetry: Option<Arc<Telemetry>>) -> Chain {
-        Chain { filters, telemetry }
+    pub fn new(
+        filters: Vec<Arc<dyn Filter>>,
+        telemetry: Option<Arc<Telemetry>>,
+        inbound: bool,
+    ) -> Chain {
+        Chain {
+            filters,
+            telemetry,
+            inbound,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -68,6 +97,9 @@ impl Chain {
     /// Telemetry's look at the request before anything else: request id and trace headers
     /// are set here, so that they go upstream. `None` when telemetry is off.
     pub fn observe(&self, req: &mut http::request::Parts, conn: &ConnInfo) -> Option<Observation> {
+        if self.inbound {
+            forwarded_client_cert(req, conn);
+        }
         self.telemetry.as_ref().map(|t| t.observe(req, conn))
     }
 

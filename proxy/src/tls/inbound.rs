@@ -30,6 +30,9 @@ pub struct PeerSecurity {
     /// The SPIFFE ID of the client certificate.
     pub identity: Option<Arc<str>>,
     pub sni: Option<String>,
+    /// `x-forwarded-client-cert` for requests of this connection, as Istio's sidecars set it
+    /// (`By=<this workload>;Hash=<SHA-256 of the client certificate>;Subject="";URI=<peer>`).
+    pub forwarded_client_cert: Option<http::HeaderValue>,
     /// The last label set made secure for this connection, by the base set's address.
     labels: Mutex<Option<(usize, Arc<LabelSet>)>>,
 }
@@ -39,8 +42,27 @@ impl PeerSecurity {
         PeerSecurity {
             identity,
             sni,
+            forwarded_client_cert: None,
             labels: Mutex::new(None),
         }
+    }
+
+    fn with_forwarded_client_cert(mut self, local: Option<&str>, leaf: Option<&[u8]>) -> Self {
+        let hash = leaf.map(|der| {
+            let d = ring::digest::digest(&ring::digest::SHA256, der);
+            d.as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        let text = format!(
+            "By={};Hash={};Subject=\"\";URI={}",
+            local.unwrap_or(""),
+            hash.unwrap_or_default(),
+            self.identity.as_deref().unwrap_or("")
+        );
+        self.forwarded_client_cert = http::HeaderValue::from_str(&text).ok();
+        self
     }
 
     /// `base` with this peer's principal and `mutual_tls`; one interning per connection.
@@ -201,15 +223,19 @@ pub async fn serve(
             return;
         }
     };
-    let (identity, alpn, sni) = {
+    let (identity, alpn, sni, leaf) = {
         let conn = tls.get_ref().1;
+        let leaf = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec());
         (
-            conn.peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| super::identity::spiffe_id(c))
+            leaf.as_deref()
+                .and_then(super::identity::spiffe_id)
                 .map(Arc::from),
             conn.alpn_protocol().map(<[u8]>::to_vec),
             conn.server_name().map(str::to_owned),
+            leaf,
         )
     };
     let info = Arc::new(ConnInfo {
@@ -218,7 +244,10 @@ pub async fn serve(
         peer,
         destination: base.destination,
         tcp_destination: base.tcp_destination.clone(),
-        security: Some(PeerSecurity::new(identity, sni)),
+        security: Some(
+            PeerSecurity::new(identity, sni)
+                .with_forwarded_client_cert(loaded.identity.as_deref(), leaf.as_deref()),
+        ),
     });
     let declared = snap
         .inbound_ports
