@@ -1291,3 +1291,33 @@ async fn destination_rule_disable_sends_plaintext_to_a_sidecar() {
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_own_certificate_is_reported_and_peers_refuse_it() {
+    let p = pair(PairOptions::default()).await;
+    // The client's certificate in force expires (rotated to an expired one, as a stuck agent
+    // would leave it): the proxy says so, and the server refuses it.
+    write_credentials(
+        &p.client_certs,
+        &p.ca.workload("test", "client", Validity::Expired),
+        &p.ca.pem,
+    );
+    assert!(eventually(Duration::from_secs(5), || p
+        .client
+        .stderr()
+        .contains(
+            "the workload certificate has expired and was not rotated"
+        )));
+    assert_eq!(
+        p.client
+            .metric("mesh_proxy_cert_expiry_timestamp_seconds", &[]),
+        1_609_459_200.0
+    );
+    assert!(p.client.metric("mesh_proxy_cert_expiry_seconds", &[]) < 0.0);
+    let r = client::send(addr(p.client_port), get(HOST, "/")).await;
+    assert_eq!(r.status, 503);
+    assert!(eventually(Duration::from_secs(3), || p.server.metric(
+        "mesh_proxy_tls_handshake_errors_total",
+        &[("side", "inbound"), ("reason", "expired")]
+    ) >= 1.0));
+}

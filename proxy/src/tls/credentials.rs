@@ -334,12 +334,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Polls the files until the process ends.
+/// How close to its expiry a certificate that was not rotated is reported.
+const EXPIRY_WARNING_SECS: i64 = 3600;
+
+/// Polls the files until the process ends, and says so once when the certificate in force
+/// is about to expire or has expired without being rotated (peers refuse an expired one).
 pub async fn watch(creds: Arc<Credentials>) {
+    let mut warned: (i64, bool) = (0, false);
     loop {
         tokio::time::sleep(creds.check_interval()).await;
-        if creds.is_configured() {
-            creds.poll();
+        if !creds.is_configured() {
+            continue;
+        }
+        creds.poll();
+        let Some(loaded) = creds.current() else {
+            continue;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let left = loaded.not_after - now;
+        let expired = left <= 0;
+        if left < EXPIRY_WARNING_SECS && warned != (loaded.not_after, expired) {
+            warned = (loaded.not_after, expired);
+            if expired {
+                tracing::error!(
+                    identity = loaded.identity.as_deref().unwrap_or("none"),
+                    "the workload certificate has expired and was not rotated: peers will refuse mTLS connections"
+                );
+            } else {
+                tracing::warn!(
+                    identity = loaded.identity.as_deref().unwrap_or("none"),
+                    seconds_left = left,
+                    "the workload certificate expires soon and has not been rotated"
+                );
+            }
         }
     }
 }
