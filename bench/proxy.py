@@ -371,12 +371,29 @@ def main():
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--skip-install", action="store_true")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--mtls", action="store_true",
+                    help="instead: sidecar pairs with mutual TLS (mesh-proxy, nginx, HAProxy) against direct; "
+                         "see bench/mtls_pairs.py (default rate there 1,000 req/s)")
     ap.add_argument("--instructions", action="store_true",
                     help="instead: user-space instructions per request under callgrind (valgrind), noise-free")
     args = ap.parse_args()
     mesh_proxy, loadgen = ensure_tools(args.skip_install)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if args.mtls:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import mtls_pairs
+        if "--rate" not in sys.argv:
+            args.rate = 1000
+        d = tempfile.mkdtemp(prefix="proxy-mtls-bench-")
+        try:
+            results = mtls_pairs.run(sys.modules[__name__], mesh_proxy, nginx, haproxy, loadgen, args, d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
     if args.instructions:
         if not shutil.which("valgrind"):
             sh(["apt-get", "install", "-y", "-q", "valgrind"], stdout=subprocess.DEVNULL)

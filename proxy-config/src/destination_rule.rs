@@ -34,7 +34,12 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
-    /// Per-port overrides of the three settings above.
+    /// TLS to the upstream; absent: mTLS to endpoints that have a sidecar (label
+    /// `security.istio.io/tlsMode: istio`) when this proxy has certificates, else plaintext
+    /// (Istio's auto mTLS).
+    #[serde(deserialize_with = "crate::security::checked_tls")]
+    pub tls: Option<crate::security::ClientTlsSettings>,
+    /// Per-port overrides of the settings above.
     pub port_level_settings: Vec<PortTrafficPolicy>,
 }
 
@@ -45,6 +50,8 @@ pub struct PortTrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
+    #[serde(deserialize_with = "crate::security::checked_tls")]
+    pub tls: Option<crate::security::ClientTlsSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

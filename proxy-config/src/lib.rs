@@ -7,13 +7,16 @@
 //! [`DestinationRule`]); the rest ([`Service`], [`Listener`], [`Node`]) is what the control
 //! plane resolves from Kubernetes. `docs/proxy.md` documents every field.
 
+pub mod authorization;
 mod checked;
 pub mod destination_rule;
 pub mod duration;
 mod error;
 pub mod matching;
 pub mod protocol;
+pub mod security;
 pub mod service;
+pub mod telemetry;
 pub mod virtual_service;
 
 use std::collections::BTreeMap;
@@ -22,12 +25,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use authorization::*;
 pub use destination_rule::*;
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use matching::{Percent, RegexPattern, StringMatch};
 pub use protocol::Protocol;
+pub use security::*;
 pub use service::{Endpoint, Service, ServicePort};
+pub use telemetry::*;
 pub use virtual_service::*;
 
 /// A whole configuration snapshot.
@@ -57,6 +63,24 @@ pub struct ProxyConfig {
     pub protocol_detection_timeout: Option<Duration>,
     /// On SIGTERM or drain: how long in-flight requests may finish (default 5s).
     pub drain_timeout: Option<Duration>,
+    /// The mesh's trust domain: SPIFFE identities are `spiffe://<trustDomain>/ns/<ns>/sa/<sa>`
+    /// (default `cluster.local`).
+    pub trust_domain: Option<String>,
+    /// The workload's certificate, key and trust roots. Absent: no mTLS (inbound plaintext
+    /// only, upstreams without `tls` in plaintext).
+    pub certificates: Option<CertificateFiles>,
+    /// Trace propagation, generation, sampling and export.
+    #[serde(deserialize_with = "telemetry::checked_tracing")]
+    pub tracing: Option<Tracing>,
+    /// Access logs on stdout.
+    pub access_log: Option<AccessLog>,
+}
+
+impl ProxyConfig {
+    /// The trust domain in force.
+    pub fn trust_domain(&self) -> &str {
+        self.trust_domain.as_deref().unwrap_or("cluster.local")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -70,6 +94,9 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     /// `source_cluster` / `destination_cluster` (default `Kubernetes`).
     pub cluster: Option<String>,
+    /// The workload's service account: its identity is
+    /// `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>` (the certificate carries it).
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -110,6 +137,11 @@ pub struct Listener {
     /// For plain TCP listeners: where to send every connection.
     #[serde(default)]
     pub destination: Option<Destination>,
+    /// Plain listeners: serve as the workload's inbound side (mTLS, authorization, inbound
+    /// metrics) and forward to this address, like a Sidecar resource's `ingress` listener
+    /// with `defaultEndpoint`, for workloads without traffic capture.
+    #[serde(default)]
+    pub default_endpoint: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,6 +167,7 @@ impl ProxyConfig {
                     gateway: None,
                     also_gateways: Vec::new(),
                     destination: None,
+                    default_endpoint: None,
                 },
                 Listener {
                     name: "virtualInbound".into(),
@@ -144,6 +177,7 @@ impl ProxyConfig {
                     gateway: None,
                     also_gateways: Vec::new(),
                     destination: None,
+                    default_endpoint: None,
                 },
             ],
         }
@@ -161,6 +195,14 @@ pub struct Inbound {
     pub ports: Vec<ServicePort>,
     /// The service this workload serves, for `destination_service*` labels.
     pub service: Option<String>,
+    /// Which connections must be mTLS (PeerAuthentication's meaning).
+    pub peer_authentication: PeerAuthentication,
+    /// The AuthorizationPolicies selecting this workload.
+    #[serde(deserialize_with = "checked::vec")]
+    pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// Local rate limits per workload port.
+    #[serde(deserialize_with = "checked::vec")]
+    pub rate_limits: Vec<PortRateLimit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -60,6 +60,12 @@ pub struct Endpoint {
     pub namespace: Option<String>,
     /// Relative weight in load balancing (default 1).
     pub weight: Option<u32>,
+    /// The endpoint's service account: with mTLS the server must prove the identity
+    /// `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
+    pub service_account: Option<String>,
+    /// The full identity the server must prove (wins over `serviceAccount`), e.g. for
+    /// another trust domain.
+    pub identity: Option<String>,
 }
 
 impl Endpoint {

@@ -53,6 +53,10 @@ pub struct HttpRoute {
     pub mirrors: Vec<HttpMirrorPolicy>,
     pub cors_policy: Option<CorsPolicy>,
     pub headers: Option<Headers>,
+    /// mesh-proxy's addition (Istio sets it with an EnvoyFilter): a token bucket for the
+    /// requests this route serves; empty: 429 with response flag `RL`.
+    #[serde(deserialize_with = "crate::telemetry::checked_bucket")]
+    pub local_rate_limit: Option<crate::telemetry::TokenBucket>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

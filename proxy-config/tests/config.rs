@@ -228,3 +228,91 @@ fn errors_name_the_file_line_and_field() {
         assert!(got.contains(want), "for\n{yaml}\nwant `{want}` in\n{got}");
     }
 }
+
+#[test]
+fn security_and_telemetry_fields_parse() {
+    let c = ProxyConfig::from_yaml(
+        "trustDomain: example.org
+node: {namespace: shop, serviceAccount: cart}
+certificates: {directory: /creds, rootCertificates: /roots.pem, checkInterval: 2s}
+tracing: {sampling: 10, zipkin: {address: 'zipkin.istio-system:9411'}, maxBatchSize: 50, flushInterval: 500ms, maxQueuedSpans: 100}
+accessLog: {mode: ERRORS, encoding: JSON}
+listeners: [{name: in, address: '127.0.0.1:9000', defaultEndpoint: '127.0.0.1:8080'}]
+inbound:
+  peerAuthentication: {mtls: {mode: STRICT}, portLevelMtls: {8080: {mode: PERMISSIVE}, 9090: {mode: DISABLE}}}
+  rateLimits: [{port: 8080, tokenBucket: {maxTokens: 10, tokensPerFill: 5, fillInterval: 1s}}]
+  authorizationPolicies:
+    - name: a
+      namespace: shop
+      action: DENY
+      rules:
+        - from: [{source: {principals: ['*/sa/x'], notNamespaces: [a], ipBlocks: [10.0.0.0/8], notRemoteIpBlocks: ['::1']}}]
+          to: [{operation: {hosts: ['*.shop'], ports: ['80'], methods: [GET], paths: ['/a/*'], notPaths: ['*.png']}}]
+          when: [{key: 'request.headers[X-User]', values: [a]}, {key: source.ip, notValues: [10.1.0.0/16]}]
+services:
+  - host: a.shop.svc.cluster.local
+    ports: [{number: 80, name: http}]
+    endpoints: [{address: 10.0.0.1, serviceAccount: a}, {address: 10.0.0.2, identity: 'spiffe://other/ns/x/sa/y'}]
+destinationRules:
+  - host: a.shop.svc.cluster.local
+    trafficPolicy:
+      tls: {mode: ISTIO_MUTUAL, subjectAltNames: ['spiffe://example.org/ns/shop/sa/a']}
+      portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE, caCertificates: /ca.pem, sni: a.example}}]
+virtualServices:
+  - hosts: [a.shop.svc.cluster.local]
+    http: [{route: [{destination: {host: a.shop.svc.cluster.local}}], localRateLimit: {maxTokens: 1, fillInterval: 1m}}]
+",
+        "f.yaml",
+    )
+    .expect("valid");
+    assert_eq!(c.trust_domain(), "example.org");
+    assert_eq!(
+        c.inbound.peer_authentication.mode_for(8080),
+        MtlsMode::Permissive
+    );
+    assert_eq!(
+        c.inbound.peer_authentication.mode_for(9090),
+        MtlsMode::Disable
+    );
+    assert_eq!(c.inbound.peer_authentication.mode_for(1), MtlsMode::Strict);
+    assert_eq!(
+        PeerAuthentication::default().mode_for(1),
+        MtlsMode::Permissive
+    );
+    let files = c.certificates.as_ref().expect("certs");
+    assert_eq!(
+        files.chain_path(),
+        std::path::Path::new("/creds/cert-chain.pem")
+    );
+    assert_eq!(files.roots_path(), std::path::Path::new("/roots.pem"));
+    let json = serde_json::to_string(&c).expect("json");
+    let back: ProxyConfig = serde_json::from_str(&json).expect("round trip");
+    assert_eq!(back, c);
+}
+
+#[test]
+fn bad_security_settings_are_refused_with_their_place() {
+    let policy = |rule: &str| {
+        format!("inbound:\n  authorizationPolicies:\n    - name: p\n      namespace: n\n      rules: [{rule}]\n")
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (policy("{from: [{source: {ipBlocks: [10.0.0.0/40]}}]}"), "f.yaml:3:5: field `inbound.authorizationPolicies[0]`: authorization policy n/p: rules[0].from.source: \"10.0.0.0/40\" is not an IP address or CIDR"),
+        (policy("{to: [{operation: {ports: [http]}}]}"), "rules[0].to.operation.ports: \"http\" is not a port"),
+        (policy("{to: [{operation: {paths: ['/a/*/b']}}]}"), "`*` may only stand at the start or the end"),
+        (policy("{when: [{key: request.color, values: [red]}]}"), "unknown condition key \"request.color\""),
+        (policy("{when: [{key: source.ip}]}"), "needs `values` or `notValues`"),
+        (policy("{when: [{key: destination.port, values: [x]}]}"), "\"x\" is not a port"),
+        ("inbound:\n  authorizationPolicies: [{name: p, action: CUSTOM}]\n".into(), "action CUSTOM (external authorization) is not supported"),
+        ("inbound:\n  authorizationPolicies: [{name: p, action: MAYBE}]\n".into(), "unknown variant `MAYBE`"),
+        ("inbound:\n  peerAuthentication: {mtls: {mode: SOMETIMES}}\n".into(), "field `inbound.peerAuthentication.mtls.mode`: unknown variant `SOMETIMES`"),
+        ("inbound:\n  rateLimits: [{tokenBucket: {maxTokens: 0, fillInterval: 1s}}]\n".into(), "maxTokens must be at least 1"),
+        ("tracing: {sampling: 150}\n".into(), "tracing.sampling 150 is not a percentage"),
+        ("tracing: {zipkin: {address: nowhere}}\n".into(), "expected HOST:PORT"),
+        ("destinationRules:\n  - host: a\n    trafficPolicy: {tls: {mode: MUTUAL}}\n".into(), "field `destinationRules[0].trafficPolicy.tls`: tls mode MUTUAL needs `clientCertificate` and `privateKey`"),
+        ("virtualServices:\n  - hosts: [a]\n    http: [{route: [{destination: {host: a}}], localRateLimit: {maxTokens: 1, fillInterval: 0s}}]\n".into(), "fillInterval must be more than 0"),
+    ];
+    for (yaml, want) in cases {
+        let got = error(&yaml);
+        assert!(got.contains(want), "for\n{yaml}\nwant `{want}` in\n{got}");
+    }
+}

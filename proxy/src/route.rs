@@ -471,6 +471,8 @@ pub struct Route {
     pub cors: Option<Cors>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// The route's local rate limit (`localRateLimit`).
+    pub rate_limit: Option<std::sync::Arc<crate::filters::rate_limit::TokenBucket>>,
 }
 
 /// The routes of one set of host names.
@@ -502,6 +504,7 @@ pub fn default_route() -> &'static Route {
         cors: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        rate_limit: None,
     })
 }
 
@@ -540,6 +543,11 @@ impl VirtualHost {
     /// Compiles a VirtualService's HTTP routes; routes whose every match names source labels
     /// or a source namespace this node does not have are left out.
     pub fn compile(vs: &cfg::VirtualService, node: &cfg::Node) -> VirtualHost {
+        let name = if vs.name.is_empty() {
+            vs.hosts.join(",")
+        } else {
+            format!("{}/{}", vs.namespace, vs.name)
+        };
         let mut routes = Vec::new();
         for (i, r) in vs.http.iter().enumerate() {
             let applicable: Vec<&cfg::HttpMatchRequest> = r
@@ -550,14 +558,10 @@ impl VirtualHost {
             if !r.matches.is_empty() && applicable.is_empty() {
                 continue;
             }
-            routes.push(compile_route(r, i, applicable));
+            routes.push(compile_route(r, i, applicable, &name));
         }
         VirtualHost {
-            name: if vs.name.is_empty() {
-                vs.hosts.join(",")
-            } else {
-                format!("{}/{}", vs.namespace, vs.name)
-            },
+            name,
             routes,
             default: None,
         }
@@ -582,7 +586,12 @@ fn pct(p: Option<cfg::Percent>) -> f64 {
     p.map_or(100.0, |p| p.value)
 }
 
-fn compile_route(r: &cfg::HttpRoute, i: usize, matches: Vec<&cfg::HttpMatchRequest>) -> Route {
+fn compile_route(
+    r: &cfg::HttpRoute,
+    i: usize,
+    matches: Vec<&cfg::HttpMatchRequest>,
+    virtual_host: &str,
+) -> Route {
     let action = if let Some(d) = &r.direct_response {
         Action::Direct {
             status: d.status,
@@ -668,6 +677,9 @@ fn compile_route(r: &cfg::HttpRoute, i: usize, matches: Vec<&cfg::HttpMatchReque
             .and_then(|d| header_value(&d.get().as_secs().to_string())),
         credentials: c.allow_credentials == Some(true),
     });
+    let rate_limit = r.local_rate_limit.as_ref().map(|b| {
+        crate::filters::rate_limit::TokenBucket::shared(&format!("route {virtual_host} {i}"), b)
+    });
     Route {
         name: if r.name.is_empty() {
             format!("http[{i}]")
@@ -700,6 +712,7 @@ fn compile_route(r: &cfg::HttpRoute, i: usize, matches: Vec<&cfg::HttpMatchReque
         cors,
         request_headers: HeaderOps::compile(r.headers.as_ref().and_then(|h| h.request.as_ref())),
         response_headers: HeaderOps::compile(r.headers.as_ref().and_then(|h| h.response.as_ref())),
+        rate_limit,
     }
 }
 

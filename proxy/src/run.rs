@@ -83,6 +83,11 @@ async fn control(opts: Options, store: Arc<Store>, drain: Drain) -> anyhow::Resu
             .context("starting a worker thread")?;
     }
 
+    // Certificate files are looked at for rotation.
+    tokio::spawn(crate::tls::credentials::watch(
+        store.shared.credentials.clone(),
+    ));
+
     // Idle upstream connections are closed past their idle timeout.
     let sweeper = store.clone();
     tokio::spawn(async move {

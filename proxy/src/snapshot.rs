@@ -11,9 +11,13 @@ use mesh_proxy_config as cfg;
 use crate::cluster::{
     Cluster, ClusterPolicy, ClusterState, Endpoint, EndpointState, LabelContext, LbPolicy,
 };
+use crate::filters::telemetry::Sinks;
+use crate::filters::InboundGuards;
 use crate::http::chain::Chain;
 use crate::metrics::{LabelSet, Metrics, Peer, Reporter, ServiceLabels};
 use crate::route::{DestRef, RouteTable, VirtualHost};
+use crate::tls::upstream::{EndpointTls, UpstreamTls, TLS_MODE_LABEL};
+use crate::tls::Credentials;
 
 /// A service port's clusters: all endpoints, and one per subset. Built on first use.
 pub struct PortClusters {
@@ -40,11 +44,25 @@ struct EndpointDef {
     namespace: Option<Box<str>>,
     weight: u32,
     peer: OnceLock<Arc<Peer>>,
+    tls: EndpointTls,
 }
 
 impl EndpointDef {
-    fn from(e: &cfg::Endpoint) -> Option<EndpointDef> {
+    fn from(e: &cfg::Endpoint, trust_domain: &str, service_namespace: &str) -> Option<EndpointDef> {
+        let identity = e.identity.clone().or_else(|| {
+            e.service_account.as_deref().map(|sa| {
+                cfg::spiffe_id(
+                    trust_domain,
+                    e.namespace.as_deref().unwrap_or(service_namespace),
+                    sa,
+                )
+            })
+        });
         Some(EndpointDef {
+            tls: EndpointTls {
+                identity: identity.map(Arc::from),
+                sidecar: e.labels.get(TLS_MODE_LABEL).is_some_and(|m| m == "istio"),
+            },
             ip: e.address?,
             port: e.port,
             ports: e
@@ -168,6 +186,28 @@ pub struct Snapshot {
     /// Request filters of each side (authorization, rate limits, access logs plug in here).
     pub inbound_chain: Chain,
     pub outbound_chain: Chain,
+    /// Authorization and rate limits of inbound opaque TCP connections.
+    pub inbound_guards: InboundGuards,
+    /// The workload's certificates (process-wide, kept across snapshots).
+    pub credentials: Arc<Credentials>,
+    /// Where access logs and spans go (process-wide).
+    pub sinks: Arc<Sinks>,
+}
+
+/// What a snapshot shares with the process rather than owns.
+#[derive(Clone)]
+pub struct Shared {
+    pub credentials: Arc<Credentials>,
+    pub sinks: Arc<Sinks>,
+}
+
+impl Shared {
+    pub fn new(metrics: &Arc<Metrics>) -> Shared {
+        Shared {
+            credentials: Arc::new(Credentials::new(metrics.clone())),
+            sinks: Sinks::new(metrics.clone()),
+        }
+    }
 }
 
 fn service_labels(s: &cfg::Service) -> ServiceLabels {
@@ -222,17 +262,42 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         source: Option<Box<str>>,
     ) -> Snapshot {
+        let shared = Shared::new(&metrics);
+        Self::build_with(config, generation, metrics, previous, source, shared)
+    }
+
+    /// [`Snapshot::build`] with the process's credentials and telemetry outputs.
+    pub fn build_with(
+        config: cfg::ProxyConfig,
+        generation: u64,
+        metrics: Arc<Metrics>,
+        previous: Option<&Snapshot>,
+        source: Option<Box<str>>,
+        shared: Shared,
+    ) -> Snapshot {
         let dump = match source {
             Some(text) => Dump::Yaml(text),
             None => Dump::Json(serde_json::to_string(&config).unwrap_or_default().into()),
         };
         let node = &config.node.clone();
-        let source = Arc::new(Peer::from_labels(
-            node.workload.as_deref(),
-            node.namespace.as_deref(),
-            &node.labels,
-            node.cluster.as_deref(),
-        ));
+        let mtls = config.certificates.is_some();
+        let trust_domain = config.trust_domain().to_owned();
+        let source = Arc::new({
+            let mut p = Peer::from_labels(
+                node.workload.as_deref(),
+                node.namespace.as_deref(),
+                &node.labels,
+                node.cluster.as_deref(),
+            );
+            if let (true, Some(sa)) = (mtls, node.service_account.as_deref()) {
+                p.principal = cfg::spiffe_id(
+                    &trust_domain,
+                    node.namespace.as_deref().unwrap_or("default"),
+                    sa,
+                );
+            }
+            p
+        });
         let outbound_labels = Arc::new(LabelContext {
             metrics: metrics.clone(),
             reporter: Reporter::Source,
@@ -268,7 +333,13 @@ impl Snapshot {
                         clusters: OnceLock::new(),
                     })
                     .collect(),
-                endpoints: s.endpoints.iter().filter_map(EndpointDef::from).collect(),
+                endpoints: {
+                    let ns = service_labels(s).namespace;
+                    s.endpoints
+                        .iter()
+                        .filter_map(|e| EndpointDef::from(e, &trust_domain, &ns))
+                        .collect()
+                },
                 rule: rules.get(s.host.as_str()).map(|r| Arc::new((*r).clone())),
                 tcp_routes: Vec::new(),
             });
@@ -477,6 +548,9 @@ impl Snapshot {
         let carried = previous
             .map(|p| p.carry_forward(&by_host))
             .unwrap_or_default();
+        let local_service = format!("{}.{}", source.canonical_service, source.namespace);
+        let (inbound_chain, outbound_chain, inbound_guards) =
+            crate::filters::build(&config, &metrics, &shared.sinks, &local_service);
         // The compiled form is all that serving needs; the dump keeps the rest.
         let mut config = config;
         config.services = Vec::new();
@@ -516,8 +590,11 @@ impl Snapshot {
             metrics,
             unknown_labels_outbound,
             unknown_labels_inbound,
-            inbound_chain: Chain::default(),
-            outbound_chain: Chain::default(),
+            inbound_chain,
+            outbound_chain,
+            inbound_guards,
+            credentials: shared.credentials,
+            sinks: shared.sinks,
             config: Arc::new(config),
         }
     }
@@ -566,12 +643,14 @@ impl Snapshot {
                 svc.host
             )
             .into();
-            let policy = ClusterPolicy::resolve(
-                svc.rule.as_ref().and_then(|r| r.traffic_policy.as_ref()),
-                subset.and_then(|s| s.traffic_policy.as_ref()),
-                pe.number,
-                pe.protocol,
+            let rule_policy = svc.rule.as_ref().and_then(|r| r.traffic_policy.as_ref());
+            let subset_policy = subset.and_then(|s| s.traffic_policy.as_ref());
+            let policy = ClusterPolicy::resolve(rule_policy, subset_policy, pe.number, pe.protocol);
+            let tls = UpstreamTls::resolve(
+                crate::cluster::policy::resolve_tls(rule_policy, subset_policy, pe.number),
+                &svc.host,
             );
+            let mtls_labels = self.config.certificates.is_some();
             let carried = self.carried.clusters.get(&name);
             let mut states = Vec::new();
             let endpoints: Vec<Endpoint> = svc
@@ -593,17 +672,21 @@ impl Snapshot {
                                 .iter()
                                 .map(|(k, v)| (k.to_string(), v.to_string()))
                                 .collect();
-                            Arc::new(Peer::from_labels(
+                            let mut p = Peer::from_labels(
                                 e.workload.as_deref(),
                                 e.namespace
                                     .as_deref()
                                     .or(Some(svc.labels.namespace.as_str())),
                                 &labels,
                                 self.node_cluster.as_deref(),
-                            ))
+                            );
+                            if let (true, Some(id)) = (mtls_labels, &e.tls.identity) {
+                                p.principal = id.to_string();
+                            }
+                            Arc::new(p)
                         })
                         .clone();
-                    Endpoint::new(addr, e.weight, peer, state)
+                    Endpoint::new(addr, e.weight, peer, state).with_tls(e.tls.clone())
                 })
                 .collect();
             let state = carried.map(|c| c.state.clone()).unwrap_or_default();
@@ -618,14 +701,18 @@ impl Snapshot {
                         endpoints: states,
                     },
                 );
-            Arc::new(Cluster::new(
-                name,
-                svc.labels.clone(),
-                endpoints,
-                policy,
-                state,
-                self.outbound_labels.clone(),
-            ))
+            Arc::new(
+                Cluster::new(
+                    name,
+                    svc.labels.clone(),
+                    endpoints,
+                    policy,
+                    state,
+                    self.outbound_labels.clone(),
+                )
+                .with_tls(tls, self.credentials.clone())
+                .with_upstream_reporting(self.telemetry_on()),
+            )
         };
         PortClusters {
             all: make(None),
@@ -692,16 +779,24 @@ impl Snapshot {
             ..ClusterPolicy::default()
         };
         let endpoint = Endpoint::new(addr, 1, Arc::new(Peer::default()), Arc::default());
-        let c = Arc::new(Cluster::new(
-            name.into(),
-            service,
-            vec![endpoint],
-            policy,
-            Arc::default(),
-            ctx,
-        ));
+        let c = Arc::new(
+            Cluster::new(
+                name.into(),
+                service,
+                vec![endpoint],
+                policy,
+                Arc::default(),
+                ctx,
+            )
+            .with_upstream_reporting(self.telemetry_on()),
+        );
         map.insert((inbound, addr), c.clone());
         c
+    }
+
+    /// Whether access logs or tracing want to know which endpoint answered.
+    fn telemetry_on(&self) -> bool {
+        self.inbound_chain.telemetry().is_some() || self.outbound_chain.telemetry().is_some()
     }
 
     /// Every cluster built so far, for the admin page and the idle sweep.

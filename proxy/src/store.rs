@@ -9,7 +9,7 @@ use mesh_proxy_config::ProxyConfig;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Shared, Snapshot};
 
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
@@ -19,6 +19,8 @@ pub struct Store {
     pub metrics: Arc<Metrics>,
     last_error: Mutex<Option<String>>,
     draining: AtomicBool,
+    /// The workload's certificates and the telemetry outputs, shared by every snapshot.
+    pub shared: Shared,
 }
 
 impl Store {
@@ -28,9 +30,10 @@ impl Store {
             changes: watch::channel(0).0,
             building: Mutex::new(()),
             generation: AtomicU64::new(0),
-            metrics,
             last_error: Mutex::new(None),
             draining: AtomicBool::new(false),
+            shared: Shared::new(&metrics),
+            metrics,
         })
     }
 
@@ -51,12 +54,18 @@ impl Store {
             // One build at a time, so that each takes over the state of the one before.
             let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
             let previous = self.current.load_full();
-            Arc::new(Snapshot::build(
+            // Certificates first: the new snapshot's mTLS uses them from its first connection.
+            self.shared
+                .credentials
+                .configure(config.certificates.as_ref());
+            self.shared.sinks.configure(&config);
+            Arc::new(Snapshot::build_with(
                 config,
                 generation,
                 self.metrics.clone(),
                 previous.as_deref(),
                 yaml,
+                self.shared.clone(),
             ))
         };
         self.current.store(Some(snap.clone()));
@@ -85,9 +94,12 @@ impl Store {
         self.changes.subscribe()
     }
 
-    /// Ready: a config is loaded and the proxy is not draining.
+    /// Ready: a config is loaded, its certificates too (when it has some), and the proxy is
+    /// not draining.
     pub fn is_ready(&self) -> bool {
-        self.current.load().is_some() && !self.draining.load(Ordering::Acquire)
+        self.current.load().is_some()
+            && self.shared.credentials.is_ready()
+            && !self.draining.load(Ordering::Acquire)
     }
 
     pub fn set_draining(&self) {

@@ -9,10 +9,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::cluster::outlier::Outcome;
 use crate::cluster::pool::connect_tcp;
 use crate::cluster::Cluster;
+use crate::filters::telemetry::{unix_ms, TcpRecord, Telemetry};
 use crate::listener::{ConnInfo, Side};
 use crate::metrics::ResponseFlags;
 use crate::route::DestRef;
 use crate::snapshot::{in_subnet, Snapshot};
+
+/// The access-logging telemetry of the connection's side, if on.
+fn telemetry<'a>(snap: &'a Snapshot, info: &ConnInfo) -> Option<&'a Arc<Telemetry>> {
+    if info.side == Side::Inbound {
+        snap.inbound_chain.telemetry()
+    } else {
+        snap.outbound_chain.telemetry()
+    }
+}
 
 fn weighted(dests: &[(DestRef, u32)]) -> Option<&DestRef> {
     let total: u32 = dests.iter().map(|d| d.1).sum();
@@ -95,7 +105,14 @@ where
         };
         let ep = &cluster.endpoints[i];
         last_labels = cluster.endpoint_labels(i);
-        match connect_tcp(ep.addr, &cluster.policy).await {
+        let connected = match connect_tcp(ep.addr, &cluster.policy).await {
+            Ok(s) => cluster
+                .secure(i, s, crate::tls::AppProtocol::Tcp, &metrics)
+                .await
+                .map_err(crate::cluster::pool::PoolError::from),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(mut upstream) => {
                 cluster.report(i, Outcome::Status(200), &metrics);
                 let labels = cluster.endpoint_labels(i);
@@ -104,6 +121,7 @@ where
                 if let Some(g) = guard.as_mut() {
                     g.set_endpoint(&ep.state);
                 }
+                let (started, started_ms) = (std::time::Instant::now(), unix_ms());
                 let (flags, received, sent) =
                     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                         Ok((from_client, to_client)) => {
@@ -112,6 +130,19 @@ where
                         Err(_) => (ResponseFlags::UPSTREAM_CONNECTION_TERMINATION, 0, 0),
                     };
                 metrics.tcp_closed(&labels, flags, sent, received);
+                if let Some(t) = telemetry(&snap, &info) {
+                    t.log_tcp(&TcpRecord {
+                        conn: &info,
+                        upstream: Some(ep.addr),
+                        cluster: &cluster.name,
+                        upstream_identity: cluster.mtls_identity(i).as_deref(),
+                        flags,
+                        received,
+                        sent,
+                        started,
+                        started_ms,
+                    });
+                }
                 return;
             }
             Err(e) => {

@@ -632,3 +632,90 @@ inbound:
         p.metrics_text()
     );
 }
+
+/// A sidecar in a pod with real inbound capture and STRICT mTLS, and a client sidecar on the
+/// host: mTLS crosses the namespaces, the captured connection keeps its original destination
+/// port for the port-level policy, and plaintext straight to the pod is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_across_namespaces_with_inbound_capture() {
+    use support::pki::{write_credentials, Ca, Validity};
+    let pod = Pod::new(4);
+    capture(&pod);
+    let app_http = pod.inside(|| listen("0.0.0.0:8080"));
+    let app = support::backend::start_with(app_http, "app");
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = Ca::new("mesh");
+    let server_certs = write_credentials(
+        &dir.path().join("server"),
+        &ca.workload("test", "server", Validity::Now),
+        &ca.pem,
+    );
+    let client_certs = write_credentials(
+        &dir.path().join("client"),
+        &ca.workload("test", "client", Validity::Now),
+        &ca.pem,
+    );
+    let server = proxy_in(
+        &pod,
+        &format!(
+            "node: {{workload: server, namespace: test, serviceAccount: server}}
+certificates: {{directory: {}}}
+inbound:
+  service: app.test.svc.cluster.local
+  ports: [{{number: 8080, name: http}}]
+  peerAuthentication: {{mtls: {{mode: STRICT}}}}
+",
+            server_certs.display()
+        ),
+    );
+    let client_port = support::free_port();
+    let _client = support::Proxy::start(&format!(
+        "node: {{workload: client, namespace: test, serviceAccount: client}}
+certificates: {{directory: {}}}
+listeners: [{{name: out, address: 127.0.0.1:{client_port}}}]
+services:
+  - host: app.test.svc.cluster.local
+    ports: [{{number: 8080, name: http}}]
+    endpoints: [{{address: {}, port: 8080, serviceAccount: server, namespace: test, labels: {{security.istio.io/tlsMode: istio}}}}]
+",
+        client_certs.display(),
+        pod.pod_ip
+    ));
+    let r = support::client::send(
+        SocketAddr::from(([127, 0, 0, 1], client_port)),
+        support::client::get("app.test.svc.cluster.local", "/across"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", server.stderr());
+    assert_eq!(app.last().expect("seen").path, "/across");
+    assert!(
+        support::eventually(Duration::from_secs(3), || {
+            server.metric(
+                "istio_requests_total",
+                &[
+                    ("reporter", "destination"),
+                    ("connection_security_policy", "mutual_tls"),
+                    (
+                        "source_principal",
+                        "spiffe://cluster.local/ns/test/sa/client",
+                    ),
+                ],
+            ) == 1.0
+        }),
+        "{}",
+        server.metrics_text()
+    );
+    // Plaintext from the host straight to the pod's port: captured, and refused.
+    let pod_addr = SocketAddr::new(pod.pod_ip.parse().unwrap(), 8080);
+    let (resp, closed) = support::client::raw(
+        pod_addr,
+        b"GET / HTTP/1.1\r\nHost: app\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(resp.is_empty() && closed, "{resp}");
+    assert_eq!(
+        server.metric("mesh_proxy_inbound_plaintext_refused_total", &[]),
+        1.0
+    );
+    assert_eq!(app.count(), 1);
+}

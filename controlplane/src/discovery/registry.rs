@@ -108,6 +108,8 @@ fn endpoints(
                     workload: pod.map(|p| p.workload.clone()),
                     namespace: pod.map(|p| p.namespace.clone()),
                     weight: None,
+                    // Identities (serviceAccount) come with the security translation.
+                    ..Endpoint::default()
                 });
             }
         }

@@ -247,6 +247,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
                     gateway: Some(gateway.id.clone()),
                     also_gateways: Vec::new(),
                     destination: None,
+                    default_endpoint: None,
                 });
             }
         }
@@ -258,6 +259,7 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
             namespace: Some(node.namespace.clone()),
             labels: node.labels.clone(),
             cluster: None,
+            ..Node::default()
         },
         outbound_traffic_policy: OutboundTrafficPolicy {
             mode: if registry_only {

@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
 use crate::metrics::{LabelSet, Metrics, Peer, Reporter, ServiceLabels};
+use crate::tls::stream::Upstream;
+use crate::tls::upstream::{EndpointTls, TlsConnectError, UpstreamTls};
+use crate::tls::Credentials;
 pub use policy::{ClusterPolicy, LbPolicy, UpstreamProtocol};
 
 /// Counters shared by every snapshot's version of one cluster.
@@ -57,6 +60,8 @@ pub struct Endpoint {
     pub peer: Arc<Peer>,
     labels: OnceLock<Arc<LabelSet>>,
     pub state: Arc<EndpointState>,
+    /// Its identity and whether it has a sidecar, for mTLS.
+    pub tls: EndpointTls,
 }
 
 impl Endpoint {
@@ -72,7 +77,13 @@ impl Endpoint {
             peer,
             labels: OnceLock::new(),
             state,
+            tls: EndpointTls::default(),
         }
+    }
+
+    pub fn with_tls(mut self, tls: EndpointTls) -> Endpoint {
+        self.tls = tls;
+        self
     }
 }
 
@@ -112,9 +123,56 @@ pub struct Cluster {
     pub state: Arc<ClusterState>,
     ctx: Arc<LabelContext>,
     labels: OnceLock<Arc<LabelSet>>,
+    /// How connections to the endpoints are secured (DestinationRule `tls`).
+    pub tls: Arc<UpstreamTls>,
+    credentials: Option<Arc<Credentials>>,
+    /// Whether responses carry the endpoint that answered (for access logs and spans); off
+    /// without telemetry, so that plain requests do not pay for the extension.
+    pub report_upstream: bool,
 }
 
 impl Cluster {
+    /// Sets the cluster's TLS; without it, connections are plaintext.
+    pub fn with_tls(mut self, tls: UpstreamTls, credentials: Arc<Credentials>) -> Cluster {
+        self.tls = Arc::new(tls);
+        self.credentials = Some(credentials);
+        self
+    }
+
+    pub fn with_upstream_reporting(mut self, on: bool) -> Cluster {
+        self.report_upstream = on;
+        self
+    }
+
+    /// The identity of endpoint `i` when connections to it are the mesh's mTLS.
+    pub fn mtls_identity(&self, i: usize) -> Option<Arc<str>> {
+        let ep = &self.endpoints[i];
+        let creds = self.credentials.as_ref()?;
+        crate::tls::upstream::is_mesh_mtls(&self.tls, &ep.tls, creds)
+            .then(|| ep.tls.identity.clone())
+            .flatten()
+    }
+
+    /// Puts a freshly connected socket to endpoint `i` under the cluster's TLS.
+    pub async fn secure(
+        &self,
+        i: usize,
+        stream: tokio::net::TcpStream,
+        protocol: crate::tls::AppProtocol,
+        metrics: &Metrics,
+    ) -> Result<Upstream, TlsConnectError> {
+        let ep = &self.endpoints[i];
+        match &self.credentials {
+            None => Ok(Upstream::Plain(stream)),
+            Some(creds) => {
+                crate::tls::upstream::secure(
+                    stream, ep.addr, &self.tls, &ep.tls, creds, protocol, metrics,
+                )
+                .await
+            }
+        }
+    }
+
     pub fn new(
         name: Arc<str>,
         service: Arc<ServiceLabels>,
@@ -140,6 +198,9 @@ impl Cluster {
             state,
             ctx,
             labels: OnceLock::new(),
+            tls: Arc::new(UpstreamTls::Plain),
+            credentials: None,
+            report_upstream: false,
         }
     }
 

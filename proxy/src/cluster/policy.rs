@@ -200,6 +200,30 @@ impl ClusterPolicy {
     }
 }
 
+/// The `tls` setting in force for a cluster: the most specific layer's, whole (Istio does not
+/// merge `tls` field by field).
+pub fn resolve_tls<'a>(
+    rule: Option<&'a cfg::TrafficPolicy>,
+    subset: Option<&'a cfg::TrafficPolicy>,
+    port: u16,
+) -> Option<&'a cfg::ClientTlsSettings> {
+    let mut found = None;
+    for tp in [rule, subset].into_iter().flatten() {
+        if let Some(t) = &tp.tls {
+            found = Some(t);
+        }
+        if let Some(t) = tp
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.map(|p| p.number) == Some(port))
+            .and_then(|p| p.tls.as_ref())
+        {
+            found = Some(t);
+        }
+    }
+    found
+}
+
 struct LayerRef<'a> {
     lb: Option<&'a cfg::LoadBalancerSettings>,
     pool: Option<&'a cfg::ConnectionPoolSettings>,

@@ -53,6 +53,8 @@ pub enum PoolError {
         addr: SocketAddr,
         source: hyper::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::upstream::TlsConnectError),
 }
 
 pub enum Sender {
@@ -186,7 +188,7 @@ impl Cluster {
             if let Some(slot) = try_reserve_connection(&self.state, policy.max_connections) {
                 drop(pending.take());
                 // Boxed: new connections are rare with pooling, and their handshake state is big.
-                return Box::pin(self.open(ep.addr, &ep.state, http2, slot, metrics)).await;
+                return Box::pin(self.open(i, &ep.state, http2, slot, metrics)).await;
             }
             // At the limit: an idle connection to another endpoint can make room.
             if self.evict_idle() {
@@ -249,12 +251,13 @@ impl Cluster {
 
     async fn open(
         &self,
-        addr: SocketAddr,
+        i: usize,
         ep: &Arc<EndpointState>,
         http2: bool,
         slot: ConnSlot,
         metrics: &Metrics,
     ) -> Result<PooledConn, PoolError> {
+        let addr = self.endpoints[i].addr;
         Metrics::inc(&metrics.server.upstream_connections_total);
         let stream = match connect_tcp(addr, &self.policy).await {
             Ok(s) => s,
@@ -263,7 +266,12 @@ impl Cluster {
                 return Err(e);
             }
         };
-        let io = TokioIo::new(stream);
+        let protocol = if http2 {
+            crate::tls::AppProtocol::Http2
+        } else {
+            crate::tls::AppProtocol::Http1
+        };
+        let io = TokioIo::new(self.secure(i, stream, protocol, metrics).await?);
         let sender = if http2 {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -323,6 +331,9 @@ impl Cluster {
             .ok_or(PoolError::Overflow)?;
         Metrics::inc(&metrics.server.upstream_connections_total);
         let stream = connect_tcp(addr, &self.policy).await?;
+        let stream = self
+            .secure(i, stream, crate::tls::AppProtocol::Http1, metrics)
+            .await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -98,12 +98,17 @@ impl Body for ReqBody {
     }
 }
 
+/// What runs with the finished record of a request (access log line, span).
+pub type OnDone = Box<dyn FnOnce(&RequestRecord) + Send>;
+
 /// Metrics of one request, recorded when its response ends (or is abandoned).
 pub struct Meter {
     pub metrics: Arc<Metrics>,
     pub labels: Arc<LabelSet>,
     pub start: Instant,
     pub record: RequestRecord,
+    /// Telemetry that wants the finished record (access log, span); `None` when off.
+    pub done: Option<OnDone>,
 }
 
 impl Meter {
@@ -111,6 +116,9 @@ impl Meter {
         self.record.flags.insert(extra);
         self.record.duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
         self.metrics.record_request(&self.labels, &self.record);
+        if let Some(done) = self.done.take() {
+            done(&self.record);
+        }
     }
 }
 

@@ -319,6 +319,13 @@ pub async fn forward(
                 }
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers, false);
+                if cluster.report_upstream {
+                    parts.extensions.insert(crate::http::chain::UpstreamHost {
+                        addr: ep.addr,
+                        cluster: cluster.name.clone(),
+                        identity: cluster.mtls_identity(i),
+                    });
+                }
                 let body = RespBody::streaming(body)
                     .with_pooled(conn)
                     .with_guard(guard);

@@ -118,12 +118,13 @@ pub async fn handle(
     } else {
         &snap.outbound_chain
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let observation = chain.observe(&mut parts, &info);
     let f = match chain.on_request(&parts, &info) {
         Some(r) => Forwarded {
-            response: r,
+            response: r.response,
             labels: unknown_labels(&ctx),
-            flags: ResponseFlags::NONE,
+            flags: r.flags,
         },
         None if inbound => inbound_request(&ctx, parts, body).await,
         None => outbound_request(&ctx, parts, body).await,
@@ -133,7 +134,14 @@ pub async fn handle(
         labels,
         flags,
     } = f;
+    let labels = match &info.security {
+        Some(s) if inbound => s.labels(&labels, &snap.metrics),
+        _ => labels,
+    };
     meter(&ctx, &mut response, labels, flags, start, request_bytes);
+    if let Some(o) = observation {
+        o.attach(&mut response);
+    }
     chain.on_response(response, &info)
 }
 
@@ -176,6 +184,7 @@ fn meter(
             request_bytes,
             response_bytes,
         },
+        done: None,
     };
     resp.body_mut().set_meter(m);
 }
@@ -268,6 +277,16 @@ async fn outbound_request(
             None => return local_error(ctx, 404, ResponseFlags::NO_ROUTE, unknown_labels(ctx)),
         }
     };
+
+    if let Some(bucket) = &route.rate_limit {
+        if let Some(r) = crate::filters::rate_limit::check_route(bucket, &snap.metrics, ctx.grpc) {
+            return Forwarded {
+                response: r.response,
+                labels: unknown_labels(ctx),
+                flags: r.flags,
+            };
+        }
+    }
 
     // CORS: preflights of allowed origins are answered here.
     let origin = route

@@ -43,6 +43,8 @@ pub struct ConnInfo {
     pub destination: SocketAddr,
     /// For plain TCP listeners: their configured destination.
     pub tcp_destination: Option<cfg::Destination>,
+    /// What the peer proved over mTLS; `None` for plaintext.
+    pub security: Option<crate::tls::inbound::PeerSecurity>,
 }
 
 /// Binds a listening socket that several workers can share.
@@ -196,6 +198,12 @@ impl Drop for ActiveConn {
 /// The protocol a connection declares by its port, if it does.
 fn declared(snap: &Snapshot, spec: &cfg::Listener, destination: SocketAddr) -> Option<Protocol> {
     match spec.capture {
+        Capture::None if spec.default_endpoint.is_some() => spec.protocol.or_else(|| {
+            snap.inbound_ports
+                .get(&destination.port())
+                .copied()
+                .flatten()
+        }),
         Capture::None => spec.protocol,
         Capture::Inbound => snap
             .inbound_ports
@@ -225,7 +233,7 @@ async fn serve_connection(
         Err(_) => return,
     };
     let destination = match spec.capture {
-        Capture::None => local,
+        Capture::None => spec.default_endpoint.unwrap_or(local),
         Capture::Inbound | Capture::Outbound => match crate::original_dst::original_dst(&stream) {
             // A connection made to the capture port itself was not redirected: serving it would
             // loop back into the proxy.
@@ -243,16 +251,28 @@ async fn serve_connection(
     let side = match (spec.capture, &spec.gateway) {
         (Capture::Outbound, _) => Side::Outbound,
         (Capture::Inbound, _) => Side::Inbound,
+        (Capture::None, _) if spec.default_endpoint.is_some() => Side::Inbound,
         (Capture::None, Some(g)) => Side::Gateway(g.clone()),
         (Capture::None, None) => Side::Plain,
     };
-    let info = Arc::new(ConnInfo {
+    let info = ConnInfo {
         side,
         listener: spec.name.clone(),
         peer,
         destination,
         tcp_destination: spec.destination.clone(),
-    });
+        security: None,
+    };
+    // PeerAuthentication: the mesh's mTLS is terminated (and served) there.
+    if info.side == Side::Inbound {
+        use crate::tls::inbound::{self, Admission};
+        match inbound::admit(&stream, &snap, peer, destination.port()).await {
+            Admission::Plain => {}
+            Admission::Mtls => return inbound::serve(stream, &info, snap, store, drain).await,
+            Admission::Refused => return,
+        }
+    }
+    let info = Arc::new(info);
     let detected = match declared(&snap, spec, destination) {
         Some(Protocol::Tcp) => Detected::Tcp,
         // HTTP ports still look at the first bytes to tell HTTP/1.1 from HTTP/2 prior knowledge;
@@ -269,7 +289,12 @@ async fn serve_connection(
         },
     };
     match detected {
-        Detected::Tcp => crate::tcp::proxy(stream, info, snap).await,
+        Detected::Tcp => {
+            if info.side == Side::Inbound && !crate::filters::admit_tcp(&snap, &info) {
+                return;
+            }
+            crate::tcp::proxy(stream, info, snap).await
+        }
         Detected::Http1 | Detected::Http2 => {
             crate::http::server::serve(
                 stream,

@@ -27,6 +27,7 @@ flags! {
     DOWNSTREAM_PROTOCOL_ERROR = 10, "DPE";
     LOCAL_RESET = 11, "LR";
     NO_CLUSTER_FOUND = 12, "NC";
+    RATE_LIMITED = 13, "RL";
 }
 
 impl ResponseFlags {

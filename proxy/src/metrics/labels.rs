@@ -149,9 +149,32 @@ pub(super) fn render(
         "destination_service_namespace",
         value(&service.namespace),
     );
-    // mTLS arrives with the security issue; until then every connection is plaintext.
-    push(&mut o, "connection_security_policy", "none");
+    // Istio's: the client side does not report it; the server side says `none` here and
+    // `mutual_tls` for mTLS connections (see [`secured`]).
+    push(
+        &mut o,
+        "connection_security_policy",
+        match reporter {
+            Reporter::Source => "unknown",
+            Reporter::Destination => "none",
+        },
+    );
     o
+}
+
+/// The labels of an inbound request over mTLS: `base` (rendered for a plaintext peer) with the
+/// peer's identity as `source_principal` and `connection_security_policy="mutual_tls"`. Done
+/// on the rendered text because a connection's identity is only known after its handshake,
+/// long after the cluster's label sets were rendered.
+pub(super) fn secured(base: &str, source_principal: &str) -> String {
+    let mut principal = String::new();
+    push(&mut principal, "source_principal", source_principal);
+    base.replacen("source_principal=\"unknown\"", &principal, 1)
+        .replacen(
+            "connection_security_policy=\"none\"",
+            "connection_security_policy=\"mutual_tls\"",
+            1,
+        )
 }
 
 /// An interned label set, looked up by its text.

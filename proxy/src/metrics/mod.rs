@@ -9,12 +9,14 @@
 mod flags;
 mod labels;
 mod render;
+mod security;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use flags::ResponseFlags;
 pub use labels::{LabelSet, Peer, Reporter, ServiceLabels};
+pub use security::SecurityStats;
 
 /// Istio's buckets for `istio_request_duration_milliseconds`.
 pub const DURATION_BUCKETS_MS: [f64; 19] = [
@@ -130,6 +132,7 @@ pub struct Metrics {
     requests: Mutex<rustc_hash::FxHashMap<RequestKey, RequestSeries>>,
     tcp: Mutex<rustc_hash::FxHashMap<TcpKey, TcpSeries>>,
     pub server: ServerStats,
+    pub security: SecurityStats,
     interner: labels::Interner,
 }
 
@@ -153,6 +156,12 @@ impl Metrics {
     ) -> Arc<LabelSet> {
         self.interner
             .get(labels::render(reporter, source, destination, service))
+    }
+
+    /// `base` as seen over an mTLS connection from `source_principal` (see [`labels::secured`]).
+    pub fn secured_labels(&self, base: &LabelSet, source_principal: &str) -> Arc<LabelSet> {
+        self.interner
+            .get(labels::secured(&base.text, source_principal))
     }
 
     pub fn record_request(&self, labels: &Arc<LabelSet>, r: &RequestRecord) {

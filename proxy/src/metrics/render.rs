@@ -129,5 +129,6 @@ pub(super) fn prometheus(m: &Metrics) -> String {
             let _ = writeln!(out, "{name}{{{l}}} {}", pick(s));
         }
     }
+    m.security.render(&mut out);
     out
 }

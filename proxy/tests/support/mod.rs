@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod pki;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -27,6 +28,8 @@ pub struct Proxy {
     pub health: SocketAddr,
     pub metrics: SocketAddr,
     pub stderr: Arc<Mutex<String>>,
+    /// What the proxy wrote on stdout (access logs).
+    pub stdout: Arc<Mutex<String>>,
 }
 
 pub struct ProxyBuilder {
@@ -93,13 +96,23 @@ impl ProxyBuilder {
             .arg(metrics.to_string())
             .args(&self.args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start mesh-proxy");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stdout.take().expect("stdout");
+        let sink = stdout.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
@@ -115,6 +128,7 @@ impl ProxyBuilder {
             health,
             metrics,
             stderr,
+            stdout,
         };
         if self.wait_ready {
             p.wait_ready();
@@ -140,6 +154,10 @@ impl Proxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn stderr(&self) -> String {
@@ -226,7 +244,9 @@ impl Drop for Proxy {
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{' | b' '))
+        })
         .filter(|l| {
             labels
                 .iter()
