@@ -49,6 +49,37 @@ pub struct Connection {
     pub tls_name: Option<String>,
 }
 
+/// A Go-style duration as Istio's `SECRET_TTL` takes it: `24h`, `24h0m0s`, `90m`, `20s`.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut seen_unit = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        seen_unit = true;
+    }
+    (number.is_empty() && seen_unit && total > 0).then(|| std::time::Duration::from_secs(total))
+}
+
+/// The workload certificate's validity: `SECRET_TTL` (Istio's variable), else 24 h.
+pub fn secret_ttl() -> std::time::Duration {
+    std::env::var("SECRET_TTL")
+        .ok()
+        .and_then(|t| parse_duration(&t))
+        .unwrap_or(std::time::Duration::from_secs(24 * 3600))
+}
+
 /// The downward API's `labels` file: `key="value"` lines.
 pub fn parse_labels(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -116,6 +147,16 @@ mod tests {
         assert_eq!(labels["app"], "reviews");
         assert_eq!(labels["version"], "v2");
         assert_eq!(labels.len(), 3);
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("24h0m0s"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("20s"), Some(Duration::from_secs(20)));
+        assert_eq!(parse_duration("20"), None);
+        assert_eq!(parse_duration("1d"), None);
     }
 
     #[test]

@@ -34,11 +34,7 @@ fn model(timeout: &str) -> Model {
         "spec": {"hosts": ["reviews"], "http": [{"timeout": timeout, "route": [{"destination": {"host": "reviews"}}]}]}}))]);
     Model::build(
         &snapshot,
-        &MeshSettings {
-            domain: "cluster.local".into(),
-            root_namespace: "mesh-system".into(),
-            registry_only: false,
-        },
+        &MeshSettings::new("cluster.local", "mesh-system"),
     )
 }
 

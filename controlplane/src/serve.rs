@@ -28,6 +28,7 @@ use crate::webhook::server::{self, FailurePolicies};
 use crate::webhook_configs::{self, Hook};
 use crate::workload_ca::CertificateService;
 use crate::{grpc, serving_cert, trust_bundle};
+use mesh_proxy_config::{AccessLog, AccessLogEncoding, AccessLogMode, MtlsMode, Tracing, Zipkin};
 
 /// How often the mounted injection settings are re-read.
 const SETTINGS_POLL: Duration = Duration::from_secs(5);
@@ -62,14 +63,40 @@ fn mesh_settings(path: &std::path::Path, domain: &str, default_root: &str) -> Me
         .ok()
         .and_then(|text| serde_yaml_ng::from_str(&text).ok())
         .unwrap_or_default();
-    MeshSettings {
-        domain: domain.to_owned(),
-        root_namespace: mesh["rootNamespace"]
-            .as_str()
-            .unwrap_or(default_root)
-            .to_owned(),
-        registry_only: mesh["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY",
+    let text = |key: &str| mesh[key].as_str().filter(|v| !v.is_empty());
+    let mut settings = MeshSettings::new(domain, text("rootNamespace").unwrap_or(default_root));
+    settings.registry_only = mesh["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY";
+    if let Some(td) = text("trustDomain") {
+        settings.trust_domain = td.to_owned();
     }
+    if text("defaultMtlsMode") == Some("STRICT") {
+        settings.default_mtls = MtlsMode::Strict;
+    }
+    // Istio's own defaults where a field is absent: tracing on at 1%, no access log.
+    if mesh["enableTracing"].as_bool() != Some(false) {
+        settings.tracing = Some(Tracing {
+            sampling: mesh["traceSampling"]
+                .as_f64()
+                .or_else(|| mesh["defaultConfig"]["tracing"]["sampling"].as_f64()),
+            zipkin: text("tracingCollector")
+                .or_else(|| mesh["defaultConfig"]["tracing"]["zipkin"]["address"].as_str())
+                .map(|address| Zipkin {
+                    address: address.to_owned(),
+                }),
+            ..Tracing::default()
+        });
+    }
+    if text("accessLogFile").is_some() {
+        settings.access_log = Some(AccessLog {
+            mode: AccessLogMode::On,
+            encoding: if text("accessLogEncoding") == Some("JSON") {
+                AccessLogEncoding::Json
+            } else {
+                AccessLogEncoding::Text
+            },
+        });
+    }
+    settings
 }
 
 /// The plain TCP connections accepted on `listener`, as tonic takes them.

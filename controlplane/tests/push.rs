@@ -49,11 +49,7 @@ fn model(reviews_timeout: &str, extra_service: bool) -> Model {
     );
     Model::build(
         &snapshot,
-        &MeshSettings {
-            domain: "cluster.local".into(),
-            root_namespace: "mesh-system".into(),
-            registry_only: false,
-        },
+        &MeshSettings::new("cluster.local", "mesh-system"),
     )
 }
 

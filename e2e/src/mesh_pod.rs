@@ -90,6 +90,7 @@ impl MeshPod {
         app_port: u16,
         app_env: &[(&str, &str)],
         echo_server: &Path,
+        proxy_env: &[(&str, &str)],
     ) -> MeshPod {
         let mut mesh_pod = MeshPod::namespace(pod, id);
         // The init container: capture, with exactly the args injection computed.
@@ -118,14 +119,20 @@ impl MeshPod {
         );
         let log = mesh_pod.dir.join("app.log");
         mesh_pod.netns.spawn(echo_server, &[], &env, &log);
-        mesh_pod.proxy(cluster, pod, "istio-proxy", meshd);
+        mesh_pod.proxy(cluster, pod, "istio-proxy", meshd, proxy_env);
         mesh_pod
     }
 
     /// Brings up a gateway pod: no capture, no application, its `mesh-proxy` container alone.
-    pub fn gateway(cluster: &Cluster, pod: &Value, id: &str, meshd: &MeshdAddress) -> MeshPod {
+    pub fn gateway(
+        cluster: &Cluster,
+        pod: &Value,
+        id: &str,
+        meshd: &MeshdAddress,
+        proxy_env: &[(&str, &str)],
+    ) -> MeshPod {
         let mut mesh_pod = MeshPod::namespace(pod, id);
-        mesh_pod.proxy(cluster, pod, "mesh-proxy", meshd);
+        mesh_pod.proxy(cluster, pod, "mesh-proxy", meshd, proxy_env);
         mesh_pod
     }
 
@@ -154,6 +161,7 @@ impl MeshPod {
         pod: &Value,
         container_name: &str,
         meshd: &MeshdAddress,
+        extra_env: &[(&str, &str)],
     ) {
         let dir = self.dir.clone();
         let namespace = field(pod, "metadata.namespace");
@@ -209,6 +217,11 @@ impl MeshPod {
             ("MESH_CERT_DIR".to_owned(), path("certs")),
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ]);
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let args: Vec<String> = proxy["args"]
             .as_array()
             .into_iter()
@@ -238,6 +251,15 @@ impl MeshPod {
 
     pub fn proxy_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    /// GET `path` on a port of this pod's own loopback (the proxy's admin or metrics port).
+    pub fn local_get(&self, port: u16, path: &str) -> String {
+        let out = self.netns.run(
+            Path::new("curl"),
+            &["-s", "-m", "5", &format!("http://127.0.0.1:{port}{path}")],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `mesh-get` inside this pod: COUNT GETs of `url` with `Host: host`.

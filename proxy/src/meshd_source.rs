@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -13,8 +12,6 @@ use crate::store::Store;
 
 /// Where the workload certificate is written (the injected `workload-certs` volume).
 const DEFAULT_CERT_DIR: &str = "/var/run/secrets/workload-spiffe-credentials";
-/// The validity asked of meshd's CA (Istio's default).
-const CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
 /// Starts following meshd on the current runtime.
 pub fn start(store: Arc<Store>) -> anyhow::Result<()> {
@@ -34,14 +31,18 @@ pub fn start(store: Arc<Store>) -> anyhow::Result<()> {
     tokio::spawn(mesh_agent::certs::maintain(
         identity.clone(),
         connection.clone(),
-        cert_dir,
-        CERT_VALIDITY,
+        cert_dir.clone(),
+        mesh_agent::settings::secret_ttl(),
         |_| {},
     ));
     tokio::spawn(mesh_agent::xds::follow(
         identity,
         connection,
-        move |config| {
+        move |mut config| {
+            // meshd says mTLS is on; where the certificate is kept is this pod's business.
+            if let Some(files) = config.certificates.as_mut() {
+                files.directory = cert_dir.clone();
+            }
             let snapshot = store.apply(config);
             tracing::info!(
                 generation = snapshot.generation,

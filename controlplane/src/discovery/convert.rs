@@ -92,7 +92,7 @@ fn modernise_route(route: &mut Map<String, Value>) {
 
 /// Deserialises `value` into `T`, dropping what `T` does not know (recorded in `ignored`);
 /// any other error makes the object unusable.
-fn into_proxy_type<T: DeserializeOwned>(
+pub(crate) fn into_proxy_type<T: DeserializeOwned>(
     mut value: Value,
     ignored: &mut Vec<String>,
 ) -> Result<T, Unusable> {

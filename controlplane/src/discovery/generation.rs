@@ -220,11 +220,7 @@ mod tests {
         );
         Model::build(
             &snapshot,
-            &MeshSettings {
-                domain: "cluster.local".into(),
-                root_namespace: "mesh-system".into(),
-                registry_only: false,
-            },
+            &MeshSettings::new("cluster.local", "mesh-system"),
         )
     }
 

@@ -13,6 +13,7 @@ pub mod model;
 pub mod problems;
 pub mod registry;
 pub mod scope;
+pub mod security;
 pub mod server;
 pub mod stream;
 pub mod watch;

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::registry::{self, PodFacts};
-use super::{convert, ingress};
+use super::{convert, ingress, security};
+use mesh_proxy_config::{AccessLog, MtlsMode, Tracing};
 
 /// The kinds meshd watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +29,8 @@ pub enum Kind {
     Gateway,
     Sidecar,
     Ingress,
+    PeerAuthentication,
+    AuthorizationPolicy,
 }
 
 /// The watched objects, by kind.
@@ -46,12 +49,35 @@ impl Snapshot {
 }
 
 /// The mesh config's settings discovery needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeshSettings {
     pub domain: String,
     /// Where mesh-wide defaults live (a Sidecar here without selector applies everywhere).
     pub root_namespace: String,
     pub registry_only: bool,
+    /// The SPIFFE trust domain (mesh config `trustDomain`).
+    pub trust_domain: String,
+    /// The mode where no PeerAuthentication says (mesh config `defaultMtlsMode`).
+    pub default_mtls: MtlsMode,
+    /// Mesh config `enableTracing` / `traceSampling` / `tracingCollector`.
+    pub tracing: Option<Tracing>,
+    /// Mesh config `accessLogFile` / `accessLogEncoding`.
+    pub access_log: Option<AccessLog>,
+}
+
+impl MeshSettings {
+    /// Defaults for `domain` and `root_namespace`: no tracing or access logs, PERMISSIVE.
+    pub fn new(domain: &str, root_namespace: &str) -> MeshSettings {
+        MeshSettings {
+            domain: domain.to_owned(),
+            root_namespace: root_namespace.to_owned(),
+            registry_only: false,
+            trust_domain: "cluster.local".to_owned(),
+            default_mtls: MtlsMode::Permissive,
+            tracing: None,
+            access_log: None,
+        }
+    }
 }
 
 /// Who may see an object: Istio's `exportTo` (`*` everyone, `.` its own namespace, `~` no one,
@@ -196,6 +222,8 @@ pub struct Model {
     pub selectors: HashMap<String, Vec<Selector>>,
     pub problems: Vec<Problem>,
     pub mesh: Option<MeshSettings>,
+    pub peer_authentications: Vec<security::Scoped<mesh_proxy_config::PeerAuthentication>>,
+    pub authorization_policies: Vec<security::Scoped<mesh_proxy_config::AuthorizationPolicy>>,
 }
 
 fn name_ns(o: &DynamicObject) -> (String, String) {
@@ -421,6 +449,26 @@ impl Model {
                     .insert((kind, address(object)), (object.clone(), route));
             }
         }
+        for o in snapshot.of(Kind::PeerAuthentication) {
+            let (name, ns) = name_ns(o);
+            match security::peer_authentication(o) {
+                Ok(p) => model.peer_authentications.push(p),
+                Err(e) => model.skip(Kind::PeerAuthentication, &ns, &name, e.to_string()),
+            }
+        }
+        for o in snapshot.of(Kind::AuthorizationPolicy) {
+            let (name, ns) = name_ns(o);
+            match security::authorization_policy(o) {
+                Ok(p) => model.authorization_policies.push(p),
+                Err(e) => model.skip(Kind::AuthorizationPolicy, &ns, &name, e.to_string()),
+            }
+        }
+        model
+            .peer_authentications
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        model
+            .authorization_policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         for sidecar in snapshot.of(Kind::Sidecar) {
             let (name, ns) = name_ns(sidecar);
             let spec = &sidecar.data["spec"];
@@ -570,11 +618,7 @@ mod tests {
     }
 
     fn mesh() -> MeshSettings {
-        MeshSettings {
-            domain: "cluster.local".to_owned(),
-            root_namespace: "mesh-system".to_owned(),
-            registry_only: false,
-        }
+        MeshSettings::new("cluster.local", "mesh-system")
     }
 
     #[test]

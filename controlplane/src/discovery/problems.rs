@@ -28,6 +28,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Gateway => "Gateway",
         Kind::Sidecar => "Sidecar",
         Kind::Ingress => "Ingress",
+        Kind::PeerAuthentication => "PeerAuthentication",
+        Kind::AuthorizationPolicy => "AuthorizationPolicy",
         Kind::Service => "Service",
         Kind::EndpointSlice => "EndpointSlice",
         Kind::Pod => "Pod",
@@ -108,10 +110,10 @@ async fn event(client: Client, problem: Problem) {
         },
         involved_object: ObjectReference {
             api_version: Some(
-                if problem.kind == Kind::Ingress {
-                    "networking.k8s.io/v1"
-                } else {
-                    "networking.istio.io/v1"
+                match problem.kind {
+                    Kind::Ingress => "networking.k8s.io/v1",
+                    Kind::PeerAuthentication | Kind::AuthorizationPolicy => "security.istio.io/v1",
+                    _ => "networking.istio.io/v1",
                 }
                 .to_owned(),
             ),

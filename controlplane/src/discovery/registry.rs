@@ -108,7 +108,8 @@ fn endpoints(
                     workload: pod.map(|p| p.workload.clone()),
                     namespace: pod.map(|p| p.namespace.clone()),
                     weight: None,
-                    // Identities (serviceAccount) come with the security translation.
+                    // What a client proxy checks the endpoint's certificate against.
+                    service_account: pod.map(|p| p.service_account.clone()),
                     ..Endpoint::default()
                 });
             }

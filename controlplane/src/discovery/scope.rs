@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mesh_proxy_config::{
-    Capture, Inbound, Listener, Node, OutboundMode, OutboundTrafficPolicy, Protocol, ProxyConfig,
-    ServicePort,
+    Capture, CertificateFiles, Inbound, Listener, Node, OutboundMode, OutboundTrafficPolicy,
+    Protocol, ProxyConfig, ServicePort,
 };
 
-use super::model::{body_of, version_of, Model, Published, SidecarScope};
+use super::model::{body_of, version_of, MeshSettings, Model, Published, SidecarScope};
+use super::security;
 
 /// What meshd knows of a connected proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -23,6 +24,7 @@ pub struct ProxyNode {
     pub labels: BTreeMap<String, String>,
     pub workload: String,
     pub gateway: bool,
+    pub service_account: String,
 }
 
 /// Proxies with equal keys see the same resources.
@@ -253,14 +255,24 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
         }
         listeners
     });
+    let mesh = model
+        .mesh
+        .clone()
+        .unwrap_or_else(|| MeshSettings::new("cluster.local", ""));
     ProxyConfig {
         node: Node {
             workload: Some(node.workload.clone()),
             namespace: Some(node.namespace.clone()),
             labels: node.labels.clone(),
             cluster: None,
-            ..Node::default()
+            service_account: Some(node.service_account.clone()),
         },
+        trust_domain: Some(mesh.trust_domain.clone()),
+        // Every proxy that follows meshd has mesh-agent keeping its certificate in the default
+        // directory: mutual TLS is on.
+        certificates: Some(CertificateFiles::default()),
+        tracing: mesh.tracing.clone(),
+        access_log: mesh.access_log.clone(),
         outbound_traffic_policy: OutboundTrafficPolicy {
             mode: if registry_only {
                 OutboundMode::RegistryOnly
@@ -272,6 +284,19 @@ pub fn own_settings(model: &Model, node: &ProxyNode, key: &ScopeKey) -> ProxyCon
         inbound: Inbound {
             ports: inbound_ports,
             service: inbound_service,
+            peer_authentication: security::peer_authentication_for(
+                &model.peer_authentications,
+                &node.namespace,
+                &node.labels,
+                &mesh.root_namespace,
+                mesh.default_mtls,
+            ),
+            authorization_policies: security::authorization_policies_for(
+                &model.authorization_policies,
+                &node.namespace,
+                &node.labels,
+                &mesh.root_namespace,
+            ),
             ..Inbound::default()
         },
         ..ProxyConfig::default()
@@ -319,11 +344,7 @@ mod tests {
         }
         Model::build(
             &snapshot,
-            &MeshSettings {
-                domain: "cluster.local".into(),
-                root_namespace: "mesh-system".into(),
-                registry_only: false,
-            },
+            &MeshSettings::new("cluster.local", "mesh-system"),
         )
     }
 
@@ -334,6 +355,7 @@ mod tests {
             labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
             workload: app.into(),
             gateway: false,
+            service_account: app.into(),
         }
     }
 

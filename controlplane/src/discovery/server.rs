@@ -42,6 +42,11 @@ fn node_of(request: &DeltaRequest) -> Result<(ProxyNode, String), Status> {
                 node.workload_name.clone()
             },
             gateway: node.gateway,
+            service_account: if node.service_account.is_empty() {
+                "default".to_owned()
+            } else {
+                node.service_account.clone()
+            },
         },
         node.proxy_version.clone(),
     ))

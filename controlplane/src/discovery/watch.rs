@@ -47,6 +47,18 @@ fn resource(kind: Kind) -> ApiResource {
         Kind::Gateway => ("networking.istio.io", "v1", "Gateway", "gateways"),
         Kind::Sidecar => ("networking.istio.io", "v1", "Sidecar", "sidecars"),
         Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+        Kind::PeerAuthentication => (
+            "security.istio.io",
+            "v1",
+            "PeerAuthentication",
+            "peerauthentications",
+        ),
+        Kind::AuthorizationPolicy => (
+            "security.istio.io",
+            "v1",
+            "AuthorizationPolicy",
+            "authorizationpolicies",
+        ),
     };
     ApiResource {
         group: group.to_owned(),
@@ -71,6 +83,8 @@ pub const KINDS: &[Kind] = &[
     Kind::Gateway,
     Kind::Sidecar,
     Kind::Ingress,
+    Kind::PeerAuthentication,
+    Kind::AuthorizationPolicy,
 ];
 
 type Key = (String, String);
@@ -396,11 +410,7 @@ mod tests {
                 serde_json::to_value(pod("v1", "True", "1")).expect("pod"),
             ),
         ];
-        let mesh = MeshSettings {
-            domain: "cluster.local".into(),
-            root_namespace: "mesh-system".into(),
-            registry_only: false,
-        };
+        let mesh = MeshSettings::new("cluster.local", "mesh-system");
         let mut whole = Snapshot::default();
         let mut slimmed = Snapshot::default();
         for (kind, value) in objects {
