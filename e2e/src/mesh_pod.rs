@@ -39,6 +39,13 @@ pub struct MeshdAddress {
     pub tls_name: String,
 }
 
+/// The application of a pod: the echo server, on `port`, with `env`.
+pub struct App<'a> {
+    pub server: &'a Path,
+    pub port: u16,
+    pub env: &'a [(&'a str, &'a str)],
+}
+
 /// One pod, running.
 pub struct MeshPod {
     pub name: String,
@@ -80,16 +87,14 @@ fn container<'a>(spec: &'a Value, list: &str, name: &str) -> &'a Value {
 }
 
 impl MeshPod {
-    /// Brings up pod `pod` (its JSON from the API server) with its sidecar and, as its
-    /// application, the echo server on `app_port` with `app_env`. `id` names the namespace.
+    /// Brings up pod `pod` (its JSON from the API server) with its sidecar (with `proxy_env`
+    /// added to its container's environment) and `app`. `id` names the namespace.
     pub fn start(
         cluster: &Cluster,
         pod: &Value,
         id: &str,
         meshd: &MeshdAddress,
-        app_port: u16,
-        app_env: &[(&str, &str)],
-        echo_server: &Path,
+        app: &App,
         proxy_env: &[(&str, &str)],
     ) -> MeshPod {
         let mut mesh_pod = MeshPod::namespace(pod, id);

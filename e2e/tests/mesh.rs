@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace, get};
-use mesh_e2e::mesh_pod::{MeshPod, MeshdAddress};
+use mesh_e2e::mesh_pod::{App, MeshPod, MeshdAddress};
 use mesh_e2e::meshd::{install_revision_with, Meshd};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use serde_json::Value;
@@ -304,9 +304,11 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
             &pod_of(&cluster, app),
             id,
             &address,
-            9080,
-            &env,
-            &echo,
+            &App {
+                server: &echo,
+                port: 9080,
+                env: &env,
+            },
             &[("SECRET_TTL", "8s")],
         )
     })
