@@ -115,15 +115,15 @@ impl MeshPod {
         );
         let mut env: Vec<(String, String)> = vec![
             ("ECHO_NAME".into(), mesh_pod.name.clone()),
-            ("ECHO_ADDR".into(), format!("0.0.0.0:{app_port}")),
+            ("ECHO_ADDR".into(), format!("0.0.0.0:{}", app.port)),
         ];
         env.extend(
-            app_env
+            app.env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         let log = mesh_pod.dir.join("app.log");
-        mesh_pod.netns.spawn(echo_server, &[], &env, &log);
+        mesh_pod.netns.spawn(app.server, &[], &env, &log);
         mesh_pod.proxy(cluster, pod, "istio-proxy", meshd, proxy_env);
         mesh_pod
     }
