@@ -32,6 +32,7 @@ struct Inner {
     connected: Gauge,
     convergence: Histogram,
     problems: Gauge,
+    watch_failing: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +133,12 @@ impl Metrics {
             "Istio objects skipped or sent without some fields",
             problems.clone(),
         );
+        let watch_failing = Gauge::default();
+        registry.register(
+            "meshd_watch_failing_kinds",
+            "Kinds whose watch of the API server is failing (the last known state is served)",
+            watch_failing.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             injection_requests,
@@ -149,6 +156,7 @@ impl Metrics {
             connected,
             convergence,
             problems,
+            watch_failing,
         }))
     }
 
@@ -214,6 +222,10 @@ impl Metrics {
 
     pub fn config_problems(&self, count: usize) {
         self.0.problems.set(count as i64);
+    }
+
+    pub fn watch_failing(&self, kinds: usize) {
+        self.0.watch_failing.set(kinds as i64);
     }
 
     /// The OpenMetrics text exposition.

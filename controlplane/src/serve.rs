@@ -150,6 +150,14 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(serving_cert::renew(ca.clone(), names.clone(), resolver));
 
     let store = discovery::watch::start(client.clone());
+    let watched = store.clone();
+    let watch_metrics = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            watch_metrics.watch_failing(watched.failing_kinds().len());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
     let hub = Hub::new(settings.instance.clone());
     let readiness = Arc::new(Readiness {
         store: Some(store.clone()),

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod scope;
 pub mod security;
 pub mod server;
+pub mod service_entry;
 pub mod stream;
 pub mod watch;
 pub mod wire;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::registry::{self, PodFacts};
-use super::{convert, ingress, security};
+use super::{convert, ingress, security, service_entry};
 use mesh_proxy_config::{AccessLog, MtlsMode, Tracing};
 
 /// The kinds meshd watches.
@@ -31,6 +31,8 @@ pub enum Kind {
     Ingress,
     PeerAuthentication,
     AuthorizationPolicy,
+    ServiceEntry,
+    WorkloadEntry,
 }
 
 /// The watched objects, by kind.
@@ -447,6 +449,29 @@ impl Model {
                 reuse
                     .routes
                     .insert((kind, address(object)), (object.clone(), route));
+            }
+        }
+        let all_pods: Vec<Arc<PodFacts>> = pods_by_ip.values().cloned().collect();
+        for entry in snapshot.of(Kind::ServiceEntry) {
+            let (name, ns) = name_ns(entry);
+            match service_entry::services(entry, snapshot.of(Kind::WorkloadEntry), &all_pods) {
+                Ok(services) => {
+                    let export = Export::parse(entry.data["spec"].get("exportTo"), &ns);
+                    for service in services {
+                        let host = service.host.clone();
+                        if let Some(p) = publish(
+                            host.clone(),
+                            &ns,
+                            vec![host],
+                            vec![],
+                            export.clone(),
+                            &service,
+                        ) {
+                            model.services.push(p);
+                        }
+                    }
+                }
+                Err(why) => model.skip(Kind::ServiceEntry, &ns, &name, why),
             }
         }
         for o in snapshot.of(Kind::PeerAuthentication) {

@@ -30,6 +30,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Ingress => "Ingress",
         Kind::PeerAuthentication => "PeerAuthentication",
         Kind::AuthorizationPolicy => "AuthorizationPolicy",
+        Kind::ServiceEntry => "ServiceEntry",
+        Kind::WorkloadEntry => "WorkloadEntry",
         Kind::Service => "Service",
         Kind::EndpointSlice => "EndpointSlice",
         Kind::Pod => "Pod",

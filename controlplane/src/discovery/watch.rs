@@ -47,6 +47,18 @@ fn resource(kind: Kind) -> ApiResource {
         Kind::Gateway => ("networking.istio.io", "v1", "Gateway", "gateways"),
         Kind::Sidecar => ("networking.istio.io", "v1", "Sidecar", "sidecars"),
         Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+        Kind::ServiceEntry => (
+            "networking.istio.io",
+            "v1",
+            "ServiceEntry",
+            "serviceentries",
+        ),
+        Kind::WorkloadEntry => (
+            "networking.istio.io",
+            "v1",
+            "WorkloadEntry",
+            "workloadentries",
+        ),
         Kind::PeerAuthentication => (
             "security.istio.io",
             "v1",
@@ -85,6 +97,8 @@ pub const KINDS: &[Kind] = &[
     Kind::Ingress,
     Kind::PeerAuthentication,
     Kind::AuthorizationPolicy,
+    Kind::ServiceEntry,
+    Kind::WorkloadEntry,
 ];
 
 type Key = (String, String);
