@@ -190,6 +190,11 @@ impl Match {
         }
     }
 
+    /// Whether the match looks at request headers.
+    pub fn uses_headers(&self) -> bool {
+        !self.headers.is_empty() || !self.without_headers.is_empty()
+    }
+
     pub fn has_uri_match(&self) -> bool {
         matches!(
             self.uri,

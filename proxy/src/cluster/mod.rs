@@ -11,6 +11,7 @@ pub mod lb;
 pub mod outlier;
 pub mod policy;
 pub mod pool;
+pub mod raw_pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +49,8 @@ pub struct EndpointState {
     pub ejected_until_ms: AtomicU64,
     pub ejections: AtomicU32,
     pub(crate) pool: Mutex<pool::EndpointPool>,
+    /// Idle connections of the HTTP/1.1 fast path (`http::fast`).
+    pub(crate) raw: raw_pool::RawIdle,
 }
 
 pub struct Endpoint {

@@ -270,17 +270,10 @@ async fn serve_connection(
     };
     match detected {
         Detected::Tcp => crate::tcp::proxy(stream, info, snap).await,
-        Detected::Http1 | Detected::Http2 => {
-            crate::http::server::serve(
-                stream,
-                detected == Detected::Http2,
-                info,
-                snap,
-                store,
-                drain,
-            )
-            .await
-        }
+        // HTTP/1.1 starts on the fast path, which hands the connection to hyper's (below)
+        // when a request needs it.
+        Detected::Http1 => crate::http::fast::serve(stream, info, snap, store, drain).await,
+        Detected::Http2 => crate::http::server::serve(stream, true, info, snap, store, drain).await,
     }
 }
 

@@ -1,0 +1,404 @@
+//! The HTTP/1.1 fast path: plain proxying of HTTP/1.1 requests without hyper. One task per
+//! client connection parses each request head ([`head`], `httparse`), routes it exactly as the
+//! full path does ([`plan`]), passes it through the side's filter [`Chain`], forwards it on a
+//! pooled upstream connection it drives itself ([`exchange`]), and streams the response back
+//! with its framing untouched: no per-request task, channel, `HeaderMap` or body object, and
+//! no copy of a head that needs no change.
+//!
+//! Everything else is the full path's (hyper and [`crate::http::handler`]): when a request
+//! needs what only the full path does (see [`plan::route_needs_full`],
+//! [`plan::cluster_needs_full`] and [`head::ReqHead::full`]), or is malformed, or too large,
+//! the connection is handed to hyper with the bytes read so far put back ([`rewind`]), and
+//! hyper serves it from that request on: the same answers (400, 431, upgrades, chunked
+//! uploads, retries with bodies…) as before the fast path existed.
+
+mod buf;
+mod chunked;
+mod exchange;
+pub mod head;
+pub mod plan;
+mod rewind;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::drain::Drain;
+use crate::http::body::RespBody;
+use crate::http::chain::Chain;
+use crate::http::local;
+use crate::listener::{ConnInfo, Side};
+use crate::metrics::{LabelSet, Metrics, RequestProtocol, RequestRecord, ResponseFlags};
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use buf::Buf;
+use head::{Parsed, ReqHead, RespHead};
+use plan::Plan;
+
+/// The client buffer's size between requests (it grows for a large head or body, up to the
+/// head limit plus [`head::MAX_BODY`], and shrinks back after).
+const CLIENT_BUF: usize = 4 * 1024;
+
+/// Serves an HTTP/1.x client connection: on the fast path while its requests allow, then on
+/// the full path.
+pub async fn serve<S>(
+    mut io: S,
+    info: Arc<ConnInfo>,
+    snap: Arc<Snapshot>,
+    store: Arc<Store>,
+    drain: Drain,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Limits are the connection's, as on the full path (fixed when it was accepted).
+    let max_head = crate::http::server::head_limit(&snap.limits);
+    let header_timeout = snap.limits.header_read_timeout.get();
+    let mut buf: Vec<u8> = Vec::with_capacity(CLIENT_BUF);
+    let mut head = ReqHead::default();
+    let mut resp = RespHead::default();
+    let drained = drain.signaled();
+    tokio::pin!(drained);
+    let mut draining = false;
+    let deadline = tokio::time::sleep(header_timeout);
+    tokio::pin!(deadline);
+    loop {
+        // A whole request head, within the header read timeout; the clock starts when the
+        // connection goes idle (so idle keep-alive connections are closed after it too).
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + header_timeout);
+        loop {
+            if !buf.is_empty() {
+                match head.parse(&buf) {
+                    Parsed::Complete if head.len <= max_head => break,
+                    Parsed::Partial if buf.len() < max_head => {}
+                    // Malformed or too large: hyper gives the answer (400, 431) and closes.
+                    _ => return hand_off(io, buf, info, snap, store, drain.clone()).await,
+                }
+            }
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.capacity());
+            }
+            tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                _ = &mut deadline => return,
+                _ = &mut drained, if !draining => {
+                    draining = true;
+                    if buf.is_empty() {
+                        return;
+                    }
+                }
+            }
+        }
+        let start = Instant::now();
+        if head.full.is_some() {
+            return hand_off(io, buf, info, snap, store, drain.clone()).await;
+        }
+        let Some(current) = store.load() else {
+            return hand_off(io, buf, info, snap, store, drain.clone()).await;
+        };
+        let plan = {
+            let b = &buf[..];
+            let s = |sp: head::Span| std::str::from_utf8(sp.get(b)).unwrap_or("");
+            plan::plan(
+                &current,
+                &info,
+                &plan::Request {
+                    method: s(head.method),
+                    target: s(head.path),
+                    authority: s(head.host),
+                },
+                &mut || head.header_map(b),
+            )
+        };
+        if let Plan::Full(why) = plan {
+            tracing::trace!(why, "to the full path");
+            return hand_off(io, buf, info, snap, store, drain.clone()).await;
+        }
+        // The body, whole (it is small: larger ones took the full path).
+        let total = head.len + head.content_length as usize;
+        while buf.len() < total {
+            buf.reserve(total - buf.len());
+            match io.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let chain = if info.side == Side::Inbound {
+            &current.inbound_chain
+        } else {
+            &current.outbound_chain
+        };
+        let mut served = Served {
+            io: &mut io,
+            info: &info,
+            chain,
+            metrics: &current.metrics,
+            start,
+            request_bytes: head.metric_bytes,
+            head_request: head.is_head,
+            close: head.close || draining,
+            drain: &drain,
+        };
+        let keep = match chain_answer(chain, &buf, &head, &info) {
+            Err(()) => return hand_off(io, buf, info, snap, store, drain.clone()).await,
+            Ok(Some(r)) => {
+                let labels = unknown_labels(&current, &info);
+                served.local(r, labels, ResponseFlags::NONE).await
+            }
+            Ok(None) => match plan {
+                Plan::Local {
+                    status,
+                    flags,
+                    labels,
+                } => {
+                    let r = local::reply(status, local::error_text(flags), false);
+                    served.local(r, labels, flags).await
+                }
+                Plan::Forward {
+                    cluster,
+                    retry,
+                    timeout,
+                } => {
+                    served
+                        .forward(&cluster, retry, timeout, &buf[..total], &head, &mut resp)
+                        .await
+                }
+                Plan::Full(_) => unreachable!("handed off above"),
+            },
+        };
+        if !keep {
+            let _ = io.shutdown().await;
+            return;
+        }
+        if buf.len() == total {
+            buf.clear();
+        } else {
+            // Pipelined: the next request is already here.
+            buf.drain(..total);
+        }
+        if buf.capacity() > 4 * CLIENT_BUF && buf.len() <= CLIENT_BUF {
+            buf.shrink_to(CLIENT_BUF);
+        }
+    }
+}
+
+/// The full path serves the connection from here on, starting with the bytes read so far.
+async fn hand_off<S>(
+    io: S,
+    buf: Vec<u8>,
+    info: Arc<ConnInfo>,
+    snap: Arc<Snapshot>,
+    store: Arc<Store>,
+    drain: Drain,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = rewind::Rewind::new(buf, io);
+    // Boxed: the full path's connection state is large, and most connections never need it.
+    Box::pin(crate::http::server::serve(
+        io, false, info, snap, store, drain,
+    ))
+    .await
+}
+
+fn unknown_labels(snap: &Snapshot, info: &ConnInfo) -> Arc<LabelSet> {
+    if info.side == Side::Inbound {
+        snap.unknown_labels_inbound.clone()
+    } else {
+        snap.unknown_labels_outbound.clone()
+    }
+}
+
+/// Runs the side's request filters; an empty chain costs nothing (no `Parts` are built).
+/// `Err`: the request cannot be shown to the filters as `http` types, so the full path (which
+/// would refuse it the same way) takes it.
+fn chain_answer(
+    chain: &Chain,
+    buf: &[u8],
+    head: &ReqHead,
+    info: &ConnInfo,
+) -> Result<Option<http::Response<RespBody>>, ()> {
+    if chain.is_empty() {
+        return Ok(None);
+    }
+    let mut req = http::Request::new(());
+    *req.method_mut() = http::Method::from_bytes(head.method.get(buf)).map_err(|_| ())?;
+    *req.uri_mut() = http::Uri::try_from(head.path.get(buf)).map_err(|_| ())?;
+    *req.headers_mut() = head.header_map(buf);
+    let (parts, ()) = req.into_parts();
+    Ok(chain.on_request(&parts, info))
+}
+
+fn head_bytes(h: &HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum()
+}
+
+/// One request being answered on a client connection.
+struct Served<'a, S> {
+    io: &'a mut S,
+    info: &'a ConnInfo,
+    chain: &'a Chain,
+    metrics: &'a Metrics,
+    start: Instant,
+    request_bytes: u64,
+    head_request: bool,
+    /// The client connection closes after this response.
+    close: bool,
+    drain: &'a Drain,
+}
+
+impl<S: AsyncWrite + Unpin> Served<'_, S> {
+    fn record(&self, labels: &Arc<LabelSet>, code: u16, flags: ResponseFlags, response_bytes: u64) {
+        self.metrics.record_request(
+            labels,
+            &RequestRecord {
+                protocol: RequestProtocol::Http,
+                response_code: code,
+                grpc_status: None,
+                flags,
+                duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+                request_bytes: self.request_bytes,
+                response_bytes,
+            },
+        );
+    }
+
+    /// A drain that started while the request was in flight closes the connection after it.
+    fn closing(&mut self) -> bool {
+        self.close |= self.drain.is_draining();
+        self.close
+    }
+
+    /// Answers locally (errors, filters' answers); true if the connection stays open.
+    async fn local(
+        &mut self,
+        r: http::Response<RespBody>,
+        labels: Arc<LabelSet>,
+        flags: ResponseFlags,
+    ) -> bool {
+        use http_body_util::BodyExt;
+        let metric_head = head_bytes(r.headers());
+        let r = self.chain.on_response(r, self.info);
+        let close = self.closing();
+        let (parts, body) = r.into_parts();
+        // Local bodies are whole already.
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let mut out = Buf::take();
+        head::write_parts(&mut out, &parts, close);
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        if !self.head_request {
+            out.extend_from_slice(&body);
+        }
+        let ok = self.io.write_all(&out).await.is_ok();
+        let mut flags = flags;
+        if !ok {
+            flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        }
+        self.record(
+            &labels,
+            parts.status.as_u16(),
+            flags,
+            metric_head + body.len() as u64,
+        );
+        ok && !close
+    }
+
+    /// Forwards `request` (head and body, ready to send) to `cluster`; true if the
+    /// connection stays open.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        retry: &crate::route::RetryPolicy,
+        timeout: Option<std::time::Duration>,
+        request: &[u8],
+        head: &ReqHead,
+        resp: &mut RespHead,
+    ) -> bool {
+        let Some(mut guard) = cluster.begin_request() else {
+            let f = ResponseFlags::UPSTREAM_OVERFLOW;
+            let r = local::reply(503, local::error_text(f), false);
+            return self.local(r, cluster.labels(), f).await;
+        };
+        // The client's head goes upstream as it came, unless hop-by-hop headers must go.
+        let rewritten;
+        let request = if head.strip {
+            let mut out = Buf::take();
+            head.write_upstream(request, &mut out);
+            out.extend_from_slice(&request[head.len..]);
+            rewritten = out;
+            &rewritten[..]
+        } else {
+            request
+        };
+        let mut up = Buf::take();
+        let sent = exchange::until_head(
+            cluster,
+            retry,
+            &mut guard,
+            self.metrics,
+            request,
+            self.head_request,
+            &mut up,
+            resp,
+        );
+        let got = match timeout {
+            // Boxed: only routes with a timeout pay for the timer and the bigger future.
+            Some(t) => match Box::pin(tokio::time::timeout(t, sent)).await {
+                Ok(r) => r,
+                Err(_) => Err(exchange::Failed {
+                    status: 504,
+                    flags: ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+                    labels: cluster.labels(),
+                }),
+            },
+            None => sent.await,
+        };
+        let mut got = match got {
+            Ok(g) => g,
+            Err(f) => {
+                let r = local::reply(f.status, local::error_text(f.flags), false);
+                return self.local(r, f.labels, f.flags).await;
+            }
+        };
+        let close = self.closing();
+        let relayed = exchange::relay(
+            self.io,
+            &mut got.conn,
+            &mut up,
+            resp,
+            close,
+            self.chain,
+            self.info,
+        )
+        .await;
+        self.record(
+            &got.labels,
+            resp.status,
+            relayed.flags,
+            resp.metric_bytes + relayed.body_bytes,
+        );
+        if relayed.upstream_reusable {
+            cluster.release_raw(got.endpoint, got.conn);
+        }
+        drop(guard);
+        relayed.client_ok && relayed.flags.is_empty() && !close
+    }
+}
+
+use crate::cluster::Cluster;
