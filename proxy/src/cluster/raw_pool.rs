@@ -60,16 +60,17 @@ impl RawIdle {
 }
 
 impl Cluster {
-    /// A connection to endpoint `i`: an idle one unless `fresh`, else a new one.
+    /// A connection to endpoint `i`: an idle one unless `fresh`, else a new one. `now`: about
+    /// now (the request's start), for the idle timeout.
     pub async fn acquire_raw(
         &self,
         i: usize,
         fresh: bool,
+        now: Instant,
         metrics: &Metrics,
     ) -> Result<RawConn, PoolError> {
         let ep = &self.endpoints[i];
         if !fresh {
-            let now = Instant::now();
             let mut idle = ep.state.raw.lock();
             while let Some(mut c) = idle.pop() {
                 if now.duration_since(c.since) > self.policy.idle_timeout {
@@ -98,14 +99,14 @@ impl Cluster {
         }
     }
 
-    /// The exchange on `conn` ended cleanly: keep it for the next request, unless it has
-    /// served `maxRequestsPerConnection`.
-    pub fn release_raw(&self, i: usize, mut conn: RawConn) {
+    /// The exchange on `conn` ended cleanly (at `now`): keep it for the next request, unless
+    /// it has served `maxRequestsPerConnection`.
+    pub fn release_raw(&self, i: usize, mut conn: RawConn, now: Instant) {
         let max = self.policy.max_requests_per_connection;
         if max > 0 && conn.uses >= max {
             return;
         }
-        conn.since = Instant::now();
+        conn.since = now;
         self.endpoints[i].state.raw.lock().push(conn);
     }
 }

@@ -112,6 +112,7 @@ async fn send(
 #[allow(clippy::too_many_arguments)]
 pub async fn until_head(
     cluster: &Cluster,
+    now: std::time::Instant,
     retry: &RetryPolicy,
     guard: &mut RequestGuard,
     metrics: &Metrics,
@@ -147,7 +148,7 @@ pub async fn until_head(
         };
         labels = cluster.endpoint_labels(i);
         guard.set_endpoint(&cluster.endpoints[i].state);
-        let mut conn = match cluster.acquire_raw(i, fresh, metrics).await {
+        let mut conn = match cluster.acquire_raw(i, fresh, now, metrics).await {
             Ok(c) => c,
             Err(PoolError::Overflow) => {
                 return Err(Failed {

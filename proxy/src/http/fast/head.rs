@@ -82,6 +82,13 @@ fn eq(a: &[u8], b: &str) -> bool {
 
 /// The tokens of a `Connection` header: (close, keep-alive, anything else).
 fn connection_tokens(v: &[u8]) -> (bool, bool, bool) {
+    // Nearly always one of these, as clients and servers write them.
+    if eq(v, "keep-alive") {
+        return (false, true, false);
+    }
+    if eq(v, "close") {
+        return (true, false, false);
+    }
     let (mut close, mut keep, mut other) = (false, false, false);
     for t in v.split(|&b| b == b',') {
         let t = t.trim_ascii();
@@ -222,7 +229,7 @@ impl ReqHead {
             });
         }
         self.metric_bytes += self.content_length;
-        if hosts != 1 || std::str::from_utf8(self.host.get(buf)).is_err() {
+        if hosts != 1 {
             full("no single Host", &mut self.full);
         }
         if lengths > 1 {
@@ -233,13 +240,8 @@ impl ReqHead {
 
     /// Writes the head to send upstream: the client's, less its hop-by-hop headers.
     pub fn write_upstream(&self, buf: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.get(buf));
-        out.push(b' ');
-        out.extend_from_slice(self.path.get(buf));
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        for h in self.headers.iter().filter(|h| !h.drop) {
-            write_header(out, h.name.get(buf), h.value.get(buf));
-        }
+        // The request line is HTTP/1.1's already (others take the full path).
+        copy_kept(buf, self.len, &self.headers, true, out);
         out.extend_from_slice(b"\r\n");
     }
 
@@ -442,13 +444,15 @@ impl RespHead {
             out.extend_from_slice(&buf[..self.len]);
             return;
         }
-        out.extend_from_slice(b"HTTP/1.1 ");
-        push_status(out, self.status);
-        out.push(b' ');
-        out.extend_from_slice(self.reason.get(buf));
-        out.extend_from_slice(b"\r\n");
-        for h in self.headers.iter().filter(|h| !h.drop) {
-            write_header(out, h.name.get(buf), h.value.get(buf));
+        if self.old_version {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            push_status(out, self.status);
+            out.push(b' ');
+            out.extend_from_slice(self.reason.get(buf));
+            out.extend_from_slice(b"\r\n");
+            copy_kept(buf, self.len, &self.headers, false, out);
+        } else {
+            copy_kept(buf, self.len, &self.headers, true, out);
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -465,6 +469,37 @@ impl RespHead {
         *r.headers_mut() = header_map(buf, &kept);
         r.into_parts().0
     }
+}
+
+/// Copies a head's first line (if `first_line`) and the headers not dropped, without the final
+/// empty line: the lines as they came, in runs between the dropped ones.
+fn copy_kept(buf: &[u8], len: usize, headers: &[HeaderPos], first_line: bool, out: &mut Vec<u8>) {
+    // The head ends with an empty line, whichever line ending it used.
+    let end = if buf[..len].ends_with(b"\r\n\r\n") {
+        len - 2
+    } else {
+        len - 1
+    };
+    let first = headers.first().map_or(end, |h| h.name.start as usize);
+    if first_line {
+        out.extend_from_slice(&buf[..first]);
+    }
+    let mut run = first;
+    for h in headers.iter().filter(|h| h.drop) {
+        out.extend_from_slice(&buf[run..h.name.start as usize]);
+        run = line_end(buf, h.value.end as usize);
+    }
+    if run < end {
+        out.extend_from_slice(&buf[run..end]);
+    }
+}
+
+/// The start of the line after the one `from` is in.
+fn line_end(buf: &[u8], from: usize) -> usize {
+    buf[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(buf.len(), |i| from + i + 1)
 }
 
 fn as_str(b: &[u8]) -> &str {

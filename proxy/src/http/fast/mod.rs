@@ -61,14 +61,14 @@ pub async fn serve<S>(
     let drained = drain.signaled();
     tokio::pin!(drained);
     let mut draining = false;
+    // The header read timeout runs from when the connection goes idle (so idle keep-alive
+    // connections are closed after it too) until a whole head is in. The timer is not reset
+    // per request: when it fires, it is moved on to the last idle start's deadline if that is
+    // later (a timer per request would cost more than the rest of the head's work).
+    let mut idle_since = Instant::now();
     let deadline = tokio::time::sleep(header_timeout);
     tokio::pin!(deadline);
     loop {
-        // A whole request head, within the header read timeout; the clock starts when the
-        // connection goes idle (so idle keep-alive connections are closed after it too).
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + header_timeout);
         loop {
             if !buf.is_empty() {
                 match head.parse(&buf) {
@@ -87,7 +87,13 @@ pub async fn serve<S>(
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 },
-                _ = &mut deadline => return,
+                _ = &mut deadline => {
+                    let due = idle_since + header_timeout;
+                    if Instant::now() >= due {
+                        return;
+                    }
+                    deadline.as_mut().reset(due.into());
+                }
                 _ = &mut drained, if !draining => {
                     draining = true;
                     if buf.is_empty() {
@@ -145,6 +151,7 @@ pub async fn serve<S>(
             head_request: head.is_head,
             close: head.close || draining,
             drain: &drain,
+            done_at: start,
         };
         let keep = match chain_answer(chain, &buf, &head, &info) {
             Err(()) => return hand_off(io, buf, info, snap, store, drain.clone()).await,
@@ -173,6 +180,7 @@ pub async fn serve<S>(
                 Plan::Full(_) => unreachable!("handed off above"),
             },
         };
+        idle_since = served.done_at;
         if !keep {
             let _ = io.shutdown().await;
             return;
@@ -254,10 +262,19 @@ struct Served<'a, S> {
     /// The client connection closes after this response.
     close: bool,
     drain: &'a Drain,
+    /// When the response ended (set by `record`).
+    done_at: Instant,
 }
 
 impl<S: AsyncWrite + Unpin> Served<'_, S> {
-    fn record(&self, labels: &Arc<LabelSet>, code: u16, flags: ResponseFlags, response_bytes: u64) {
+    fn record(
+        &mut self,
+        labels: &Arc<LabelSet>,
+        code: u16,
+        flags: ResponseFlags,
+        response_bytes: u64,
+    ) {
+        self.done_at = Instant::now();
         self.metrics.record_request(
             labels,
             &RequestRecord {
@@ -265,7 +282,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
                 response_code: code,
                 grpc_status: None,
                 flags,
-                duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+                duration_ms: self.done_at.duration_since(self.start).as_secs_f64() * 1000.0,
                 request_bytes: self.request_bytes,
                 response_bytes,
             },
@@ -349,6 +366,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         let mut up = Buf::take();
         let sent = exchange::until_head(
             cluster,
+            self.start,
             retry,
             &mut guard,
             self.metrics,
@@ -394,7 +412,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
             resp.metric_bytes + relayed.body_bytes,
         );
         if relayed.upstream_reusable {
-            cluster.release_raw(got.endpoint, got.conn);
+            cluster.release_raw(got.endpoint, got.conn, self.done_at);
         }
         drop(guard);
         relayed.client_ok && relayed.flags.is_empty() && !close
