@@ -67,6 +67,12 @@ impl Store {
         snap
     }
 
+    /// Puts a snapshot built by hand in force (tests that set filter chains themselves).
+    #[cfg(test)]
+    pub(crate) fn put(&self, snap: Arc<Snapshot>) {
+        self.current.store(Some(snap));
+    }
+
     /// Records a configuration that was refused; the one in force stays.
     pub fn reject(&self, error: String) {
         Metrics::inc(&self.metrics.server.config_load_errors_total);

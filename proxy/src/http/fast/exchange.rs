@@ -92,7 +92,7 @@ async fn send(
         loop {
             match resp.parse(up, head_request) {
                 Ok(false) => break,
-                Err(()) => return Err(SendError::Broken),
+                Err(_) => return Err(SendError::Broken),
                 Ok(true) if resp.status == 101 => return Err(SendError::Broken),
                 Ok(true) if resp.status < 200 => {
                     let len = resp.len;

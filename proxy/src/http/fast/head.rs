@@ -34,6 +34,9 @@ impl Span {
     pub fn len(&self) -> usize {
         (self.end - self.start) as usize
     }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +46,10 @@ pub struct HeaderPos {
     /// Not forwarded (hop-by-hop).
     pub drop: bool,
 }
+
+/// A response head that is not valid HTTP/1.1 (or not one the proxy relays).
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidResponse;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
@@ -214,10 +221,8 @@ impl ReqHead {
                 17 if eq(name, "transfer-encoding") => full("chunked request", &mut self.full),
                 7 if eq(name, "upgrade") => full("upgrade", &mut self.full),
                 6 if eq(name, "expect") => full("expect", &mut self.full),
-                12 if eq(name, "content-type") => {
-                    if value.starts_with(b"application/grpc") {
-                        full("gRPC", &mut self.full);
-                    }
+                12 if eq(name, "content-type") && value.starts_with(b"application/grpc") => {
+                    full("gRPC", &mut self.full);
                 }
                 _ => {}
             }
@@ -322,7 +327,7 @@ impl Default for RespHead {
 impl RespHead {
     /// Parses a response head at the start of `buf`, the answer to a request that was a HEAD
     /// request if `head_request`. `Err`: not a valid response.
-    pub fn parse(&mut self, buf: &[u8], head_request: bool) -> Result<bool, ()> {
+    pub fn parse(&mut self, buf: &[u8], head_request: bool) -> Result<bool, InvalidResponse> {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -332,10 +337,10 @@ impl RespHead {
         ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(false),
-            Err(_) => return Err(()),
+            Err(_) => return Err(InvalidResponse),
         };
         let (Some(version), Some(status)) = (resp.version, resp.code) else {
-            return Err(());
+            return Err(InvalidResponse);
         };
         self.len = len;
         self.status = status;
@@ -371,9 +376,9 @@ impl RespHead {
                 16 if eq(name, "proxy-connection") => drop = true,
                 7 if eq(name, "upgrade") => drop = true,
                 14 if eq(name, "content-length") => {
-                    let n = parse_length(value).ok_or(())?;
+                    let n = parse_length(value).ok_or(InvalidResponse)?;
                     if length.is_some_and(|l| l != n) {
-                        return Err(());
+                        return Err(InvalidResponse);
                     }
                     length = Some(n);
                 }

@@ -18,6 +18,8 @@ mod exchange;
 pub mod head;
 pub mod plan;
 mod rewind;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -208,6 +210,7 @@ async fn hand_off<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    Metrics::inc(&store.metrics.server.full_path_handoffs_total);
     let io = rewind::Rewind::new(buf, io);
     // Boxed: the full path's connection state is large, and most connections never need it.
     Box::pin(crate::http::server::serve(
@@ -275,6 +278,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         response_bytes: u64,
     ) {
         self.done_at = Instant::now();
+        Metrics::inc(&self.metrics.server.fast_path_requests_total);
         self.metrics.record_request(
             labels,
             &RequestRecord {
@@ -394,6 +398,8 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
                 return self.local(r, f.labels, f.flags).await;
             }
         };
+        // A body that runs to the upstream's close ends the client connection too.
+        self.close |= resp.framing == head::Framing::Close;
         let close = self.closing();
         let relayed = exchange::relay(
             self.io,
