@@ -107,7 +107,7 @@ impl Store {
 
 /// Gives memory freed after a load (the YAML parse, the previous snapshot) back to the OS, so
 /// that RSS reflects what the proxy holds rather than what parsing once needed.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {

@@ -185,7 +185,11 @@ impl ActiveConn {
 
 impl Drop for ActiveConn {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // The worker has no client left (a burst ended): the memory its connections used
+            // goes back to the OS rather than staying resident as free heap.
+            crate::store::release_freed_memory();
+        }
         self.1
             .server
             .downstream_connections_active

@@ -8,8 +8,9 @@ use std::ops::{Deref, DerefMut};
 /// The size buffers start with; they may grow for a large response head and are given back
 /// to the allocator rather than the pool if they did.
 pub const SIZE: usize = 8 * 1024;
-/// Buffers kept per worker: about the requests it has in flight at once.
-const KEPT: usize = 64;
+/// Buffers kept per worker: enough for the requests of a busy moment; more are allocated and
+/// freed, so that a burst does not leave its buffers resident.
+const KEPT: usize = 16;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

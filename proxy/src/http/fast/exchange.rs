@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::buf::Buf;
 use super::chunked::Chunked;
 use super::head::{write_parts, Framing, RespHead};
 use crate::cluster::outlier::Outcome;
@@ -261,7 +260,10 @@ pub async fn relay<C: AsyncWrite + Unpin>(
     chain: &Chain,
     info: &ConnInfo,
 ) -> Relayed {
-    let mut out = Buf::take();
+    let first = &up[resp.len..];
+    // The head as the client gets it, with a small body behind it: one write. Sized to fit, so
+    // that it comes from the allocator's small-size caches rather than holding a whole buffer.
+    let mut out = Vec::with_capacity(resp.len + 32 + first.len().min(COPY_BEHIND_HEAD));
     if chain.is_empty() {
         resp.write_client(up, close, &mut out);
     } else {
@@ -287,7 +289,6 @@ pub async fn relay<C: AsyncWrite + Unpin>(
         r.flags.insert(flag);
         r
     };
-    let first = &up[resp.len..];
     let Ok((take, mut done)) = progress.feed(first) else {
         return broken(r, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
     };

@@ -317,7 +317,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let mut out = Buf::take();
+        let mut out = Vec::with_capacity(256 + body.len());
         head::write_parts(&mut out, &parts, close);
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
@@ -359,7 +359,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         // The client's head goes upstream as it came, unless hop-by-hop headers must go.
         let rewritten;
         let request = if head.strip {
-            let mut out = Buf::take();
+            let mut out = Vec::with_capacity(request.len());
             head.write_upstream(request, &mut out);
             out.extend_from_slice(&request[head.len..]);
             rewritten = out;
