@@ -155,13 +155,13 @@ pub async fn serve<S>(
             drain: &drain,
             done_at: start,
         };
-        let keep = match chain_answer(chain, &buf, &head, &info) {
+        let keep = match run_chain(chain, &buf, &head, &info) {
             Err(()) => return hand_off(io, buf, info, snap, store, drain.clone()).await,
-            Ok(Some(r)) => {
+            Ok(Filtered::Answered(r)) => {
                 let labels = unknown_labels(&current, &info);
                 served.local(r, labels, ResponseFlags::NONE).await
             }
-            Ok(None) => match plan {
+            Ok(filtered) => match plan {
                 Plan::Local {
                     status,
                     flags,
@@ -175,8 +175,25 @@ pub async fn serve<S>(
                     retry,
                     timeout,
                 } => {
+                    // The client's head goes upstream as it came, unless hop-by-hop headers
+                    // must go, or filters saw it.
+                    let rewritten;
+                    let request = match filtered {
+                        Filtered::Seen(parts) => {
+                            rewritten = head_from_parts(parts, &buf[head.len..total]);
+                            &rewritten[..]
+                        }
+                        _ if head.strip => {
+                            let mut out = Vec::with_capacity(total);
+                            head.write_upstream(&buf, &mut out);
+                            out.extend_from_slice(&buf[head.len..total]);
+                            rewritten = out;
+                            &rewritten[..]
+                        }
+                        _ => &buf[..total],
+                    };
                     served
-                        .forward(&cluster, retry, timeout, &buf[..total], &head, &mut resp)
+                        .forward(&cluster, retry, timeout, request, &mut resp)
                         .await
                 }
                 Plan::Full(_) => unreachable!("handed off above"),
@@ -227,24 +244,56 @@ fn unknown_labels(snap: &Snapshot, info: &ConnInfo) -> Arc<LabelSet> {
     }
 }
 
-/// Runs the side's request filters; an empty chain costs nothing (no `Parts` are built).
-/// `Err`: the request cannot be shown to the filters as `http` types, so the full path (which
-/// would refuse it the same way) takes it.
-fn chain_answer(
-    chain: &Chain,
-    buf: &[u8],
-    head: &ReqHead,
-    info: &ConnInfo,
-) -> Result<Option<http::Response<RespBody>>, ()> {
+/// What the side's request filters decided.
+enum Filtered {
+    /// The chain is empty: the request goes on as it came, and no `Parts` were built.
+    Untouched,
+    /// The filters saw the request as `Parts`: the head sent upstream is written from them, so
+    /// that what filters see (and, should they come to change requests, what they change) is
+    /// what is forwarded.
+    Seen(http::request::Parts),
+    /// A filter answered.
+    Answered(http::Response<RespBody>),
+}
+
+/// Runs the side's request filters; an empty chain costs nothing. `Err`: the request cannot
+/// be shown to the filters as `http` types, so the full path (which would refuse it the same
+/// way) takes it.
+fn run_chain(chain: &Chain, buf: &[u8], head: &ReqHead, info: &ConnInfo) -> Result<Filtered, ()> {
     if chain.is_empty() {
-        return Ok(None);
+        return Ok(Filtered::Untouched);
     }
     let mut req = http::Request::new(());
     *req.method_mut() = http::Method::from_bytes(head.method.get(buf)).map_err(|_| ())?;
     *req.uri_mut() = http::Uri::try_from(head.path.get(buf)).map_err(|_| ())?;
     *req.headers_mut() = head.header_map(buf);
     let (parts, ()) = req.into_parts();
-    Ok(chain.on_request(&parts, info))
+    Ok(match chain.on_request(&parts, info) {
+        Some(r) => Filtered::Answered(r),
+        None => Filtered::Seen(parts),
+    })
+}
+
+/// The upstream head from filtered `Parts` (hop-by-hop headers dropped as the full path does).
+fn head_from_parts(mut parts: http::request::Parts, body: &[u8]) -> Vec<u8> {
+    crate::http::forward::strip_hop_by_hop(&mut parts.headers, false);
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (n, v) in &parts.headers {
+        head::write_header(&mut out, n.as_str().as_bytes(), v.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
 }
 
 fn head_bytes(h: &HeaderMap) -> u64 {
@@ -339,7 +388,7 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         ok && !close
     }
 
-    /// Forwards `request` (head and body, ready to send) to `cluster`; true if the
+    /// Forwards `request` (head and body, as they go upstream) to `cluster`; true if the
     /// connection stays open.
     #[allow(clippy::too_many_arguments)]
     async fn forward(
@@ -348,24 +397,12 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         retry: &crate::route::RetryPolicy,
         timeout: Option<std::time::Duration>,
         request: &[u8],
-        head: &ReqHead,
         resp: &mut RespHead,
     ) -> bool {
         let Some(mut guard) = cluster.begin_request() else {
             let f = ResponseFlags::UPSTREAM_OVERFLOW;
             let r = local::reply(503, local::error_text(f), false);
             return self.local(r, cluster.labels(), f).await;
-        };
-        // The client's head goes upstream as it came, unless hop-by-hop headers must go.
-        let rewritten;
-        let request = if head.strip {
-            let mut out = Vec::with_capacity(request.len());
-            head.write_upstream(request, &mut out);
-            out.extend_from_slice(&request[head.len..]);
-            rewritten = out;
-            &rewritten[..]
-        } else {
-            request
         };
         let mut up = Buf::take();
         let sent = exchange::until_head(

@@ -532,10 +532,19 @@ async fn requests_and_answers_pass_through_the_filter_chain() {
     store.put(Arc::new(snap));
     let addr = proxy(store.clone()).await;
     let mut c = TcpStream::connect(addr).await.unwrap();
-    let r = exchange(&mut c, "GET / HTTP/1.1\r\nHost: s\r\n\r\n").await;
+    let r = exchange(
+        &mut c,
+        "GET /f?q=1 HTTP/1.1\r\nHost: s\r\nConnection: keep-alive\r\nX-Mixed: v\r\n\r\n",
+    )
+    .await;
     assert!(
         r.starts_with("HTTP/1.1 200") && r.contains("x-filtered: yes\r\n") && r.ends_with("ok"),
         "{r}"
+    );
+    // What the filters saw is what went upstream (written from their `Parts`).
+    assert_eq!(
+        up.seen.lock().unwrap()[0],
+        "GET /f?q=1 HTTP/1.1\r\nhost: s\r\nx-mixed: v\r\n\r\n"
     );
     let r = exchange(&mut c, "GET / HTTP/1.1\r\nHost: s\r\nX-Deny: 1\r\n\r\n").await;
     assert!(
