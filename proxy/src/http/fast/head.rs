@@ -243,6 +243,16 @@ impl ReqHead {
         Parsed::Complete
     }
 
+    /// The method, as text.
+    pub fn method_str<'a>(&self, buf: &'a [u8]) -> &'a str {
+        ascii(self.method.get(buf))
+    }
+
+    /// The request target, as text.
+    pub fn path_str<'a>(&self, buf: &'a [u8]) -> &'a str {
+        ascii(self.path.get(buf))
+    }
+
     /// Writes the head to send upstream: the client's, less its hop-by-hop headers.
     pub fn write_upstream(&self, buf: &[u8], out: &mut Vec<u8>) {
         // The request line is HTTP/1.1's already (others take the full path).
@@ -505,6 +515,17 @@ fn line_end(buf: &[u8], from: usize) -> usize {
         .iter()
         .position(|&b| b == b'\n')
         .map_or(buf.len(), |i| from + i + 1)
+}
+
+/// Text known to be ASCII (a method token, a target of [`plain_target_byte`]s), without a
+/// second validation; anything else is empty.
+fn ascii(b: &[u8]) -> &str {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(b) }
+    } else {
+        ""
+    }
 }
 
 fn as_str(b: &[u8]) -> &str {

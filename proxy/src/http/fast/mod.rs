@@ -113,14 +113,14 @@ pub async fn serve<S>(
         };
         let plan = {
             let b = &buf[..];
-            let s = |sp: head::Span| std::str::from_utf8(sp.get(b)).unwrap_or("");
             plan::plan(
                 &current,
                 &info,
                 &plan::Request {
-                    method: s(head.method),
-                    target: s(head.path),
-                    authority: s(head.host),
+                    method: head.method_str(b),
+                    target: head.path_str(b),
+                    // As the full path reads it: not text, no authority.
+                    authority: std::str::from_utf8(head.host.get(b)).unwrap_or(""),
                 },
                 &mut || head.header_map(b),
             )
