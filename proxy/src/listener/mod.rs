@@ -186,14 +186,29 @@ impl ActiveConn {
 impl Drop for ActiveConn {
     fn drop(&mut self) {
         if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // The worker has no client left (a burst ended): the memory its connections used
-            // goes back to the OS rather than staying resident as free heap.
-            crate::store::release_freed_memory();
+            release_when_idle();
         }
         self.1
             .server
             .downstream_connections_active
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The worker has no client left (a burst ended): the memory its connections used goes back
+/// to the OS rather than staying resident as free heap. At most once a second, so that clients
+/// connecting one at a time do not pay for a heap walk each.
+fn release_when_idle() {
+    use std::sync::atomic::AtomicU64;
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = crate::cluster::outlier::now_ms();
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        crate::store::release_freed_memory();
     }
 }
 
