@@ -3,6 +3,7 @@
 //! path's `forward` does), then relay the response to the client with its framing untouched.
 //! All of it runs in the client connection's own task.
 
+use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,8 +23,6 @@ use crate::route::{retry_on, RetryPolicy};
 
 /// Response heads beyond this are refused (503 `UC`) rather than buffered.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Bodies this small are copied behind the head for one write; larger ones get their own.
-const COPY_BEHIND_HEAD: usize = 4 * 1024;
 
 /// A response head came back on `conn`, from endpoint `endpoint`.
 pub struct Got {
@@ -206,6 +205,21 @@ pub async fn until_head(
     })
 }
 
+/// Writes all of `slices` (in as few writes as the stream takes).
+async fn write_all_vectored<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = client.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
 /// How a relay ended.
 pub struct Relayed {
     /// Body data bytes sent to the client.
@@ -260,19 +274,6 @@ pub async fn relay<C: AsyncWrite + Unpin>(
     chain: &Chain,
     info: &ConnInfo,
 ) -> Relayed {
-    let first = &up[resp.len..];
-    // The head as the client gets it, with a small body behind it: one write. Sized to fit, so
-    // that it comes from the allocator's small-size caches rather than holding a whole buffer.
-    let mut out = Vec::with_capacity(resp.len + 32 + first.len().min(COPY_BEHIND_HEAD));
-    if chain.is_empty() {
-        resp.write_client(up, close, &mut out);
-    } else {
-        let parts = resp.parts(up);
-        let r = chain.on_response(http::Response::from_parts(parts, RespBody::empty()), info);
-        let (parts, _) = r.into_parts();
-        write_parts(&mut out, &parts, close);
-        out.extend_from_slice(b"\r\n");
-    }
     let mut progress = match resp.framing {
         Framing::None => Progress::Length(0),
         Framing::Length(n) => Progress::Length(n),
@@ -289,22 +290,42 @@ pub async fn relay<C: AsyncWrite + Unpin>(
         r.flags.insert(flag);
         r
     };
+    let first = &up[resp.len..];
     let Ok((take, mut done)) = progress.feed(first) else {
         return broken(r, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
     };
     let mut extra = take < first.len();
     r.body_bytes += progress.data(take);
-    let sent = if take <= COPY_BEHIND_HEAD {
-        out.extend_from_slice(&first[..take]);
-        client.write_all(&out).await
+    // The head as the client gets it and the body read with it, in one write: as slices of
+    // the buffer they came in when no filter saw them, else the head written anew.
+    let written;
+    let mut slices = [IoSlice::new(&[]); 8];
+    let direct = if chain.is_empty() {
+        resp.client_slices(up, close, take, &mut slices)
     } else {
-        match client.write_all(&out).await {
-            Ok(()) => client.write_all(&first[..take]).await,
-            Err(e) => Err(e),
+        None
+    };
+    let n = match direct {
+        Some(n) => n,
+        None => {
+            let mut out = Vec::with_capacity(resp.len + 32);
+            if chain.is_empty() {
+                resp.write_client(up, close, &mut out);
+            } else {
+                let parts = resp.parts(up);
+                let r =
+                    chain.on_response(http::Response::from_parts(parts, RespBody::empty()), info);
+                let (parts, _) = r.into_parts();
+                write_parts(&mut out, &parts, close);
+                out.extend_from_slice(b"\r\n");
+            }
+            written = out;
+            slices[0] = IoSlice::new(&written);
+            slices[1] = IoSlice::new(&first[..take]);
+            2
         }
     };
-    drop(out);
-    if sent.is_err() {
+    if write_all_vectored(client, &mut slices[..n]).await.is_err() {
         return broken(r, ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
     }
     while !done {

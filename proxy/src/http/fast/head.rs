@@ -475,6 +475,47 @@ impl RespHead {
         out.extend_from_slice(b"\r\n");
     }
 
+    /// The head for the client with the first `body` bytes behind it, as slices of `buf` (the
+    /// lines kept, `connection: close` if `close`) to write at once without copying them.
+    /// Returns how many of `slices` it used, or `None` when it needs more than there are or
+    /// the status line must be rewritten (then [`RespHead::write_client`] copies).
+    pub fn client_slices<'a>(
+        &self,
+        buf: &'a [u8],
+        close: bool,
+        body: usize,
+        slices: &mut [std::io::IoSlice<'a>],
+    ) -> Option<usize> {
+        let whole = &buf[..self.len + body];
+        if !self.strip && !close && !self.old_version {
+            *slices.first_mut()? = std::io::IoSlice::new(whole);
+            return Some(1);
+        }
+        if self.old_version {
+            return None;
+        }
+        let end = empty_line(buf, self.len);
+        let mut n = 0;
+        let mut push = |s: &'a [u8]| -> Option<()> {
+            if !s.is_empty() {
+                *slices.get_mut(n)? = std::io::IoSlice::new(s);
+                n += 1;
+            }
+            Some(())
+        };
+        let mut run = 0;
+        for h in self.headers.iter().filter(|h| h.drop) {
+            push(&buf[run..h.name.start as usize])?;
+            run = line_end(buf, h.value.end as usize);
+        }
+        push(&buf[run..end])?;
+        if close {
+            push(b"connection: close\r\n")?;
+        }
+        push(&whole[end..])?;
+        Some(n)
+    }
+
     /// The forwarded headers as `http::response::Parts`, for the filter chain.
     pub fn parts(&self, buf: &[u8]) -> http::response::Parts {
         let kept: Vec<HeaderPos> = self.headers.iter().filter(|h| !h.drop).copied().collect();
@@ -489,12 +530,7 @@ impl RespHead {
 /// Copies a head's first line (if `first_line`) and the headers not dropped, without the final
 /// empty line: the lines as they came, in runs between the dropped ones.
 fn copy_kept(buf: &[u8], len: usize, headers: &[HeaderPos], first_line: bool, out: &mut Vec<u8>) {
-    // The head ends with an empty line, whichever line ending it used.
-    let end = if buf[..len].ends_with(b"\r\n\r\n") {
-        len - 2
-    } else {
-        len - 1
-    };
+    let end = empty_line(buf, len);
     let first = headers.first().map_or(end, |h| h.name.start as usize);
     if first_line {
         out.extend_from_slice(&buf[..first]);
@@ -506,6 +542,15 @@ fn copy_kept(buf: &[u8], len: usize, headers: &[HeaderPos], first_line: bool, ou
     }
     if run < end {
         out.extend_from_slice(&buf[run..end]);
+    }
+}
+
+/// Where the empty line that ends a head of `len` bytes starts, whichever line ending it used.
+fn empty_line(buf: &[u8], len: usize) -> usize {
+    if buf[..len].ends_with(b"\r\n\r\n") {
+        len - 2
+    } else {
+        len - 1
     }
 }
 
@@ -715,6 +760,40 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-Kept: 2\r\nconnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn client_heads_as_slices_are_the_copied_heads() {
+        let cases: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\nKeep-Alive: 5\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ];
+        for b in cases {
+            let r = resp(b, false);
+            let body = b.len() - r.len;
+            for close in [false, true] {
+                let mut copied = Vec::new();
+                r.write_client(b, close, &mut copied);
+                copied.extend_from_slice(&b[r.len..]);
+                let mut slices = [std::io::IoSlice::new(&[]); 8];
+                let n = r.client_slices(b, close, body, &mut slices).expect("fits");
+                let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                assert_eq!(
+                    String::from_utf8_lossy(&joined),
+                    String::from_utf8_lossy(&copied)
+                );
+            }
+        }
+        // Too many pieces for the slices given, or a status line to rewrite: copied instead.
+        let b = b"HTTP/1.1 200 OK\r\nConnection: a, b\r\nA: 1\r\nX: 1\r\nB: 2\r\n\r\n";
+        let r = resp(b, false);
+        let mut two = [std::io::IoSlice::new(&[]); 2];
+        assert_eq!(r.client_slices(b, false, 0, &mut two), None);
+        let b = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut eight = [std::io::IoSlice::new(&[]); 8];
+        assert_eq!(resp(b, false).client_slices(b, false, 0, &mut eight), None);
     }
 
     #[test]
