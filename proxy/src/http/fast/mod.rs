@@ -16,6 +16,7 @@ mod buf;
 mod chunked;
 mod exchange;
 pub mod head;
+pub mod idle;
 pub mod plan;
 mod rewind;
 #[cfg(test)]
@@ -64,12 +65,11 @@ pub async fn serve<S>(
     tokio::pin!(drained);
     let mut draining = false;
     // The header read timeout runs from when the connection goes idle (so idle keep-alive
-    // connections are closed after it too) until a whole head is in. The timer is not reset
-    // per request: when it fires, it is moved on to the last idle start's deadline if that is
-    // later (a timer per request would cost more than the rest of the head's work).
+    // connections are closed after it too) until a whole head is in; it is checked on the
+    // ticks of [`idle`].
     let mut idle_since = Instant::now();
-    let deadline = tokio::time::sleep(header_timeout);
-    tokio::pin!(deadline);
+    let ticked = idle::next_tick();
+    tokio::pin!(ticked);
     loop {
         loop {
             if !buf.is_empty() {
@@ -89,12 +89,11 @@ pub async fn serve<S>(
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 },
-                _ = &mut deadline => {
-                    let due = idle_since + header_timeout;
-                    if Instant::now() >= due {
+                _ = &mut ticked => {
+                    if idle_since.elapsed() >= header_timeout {
                         return;
                     }
-                    deadline.as_mut().reset(due.into());
+                    ticked.set(idle::next_tick());
                 }
                 _ = &mut drained, if !draining => {
                     draining = true;
