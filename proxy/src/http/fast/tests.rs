@@ -117,6 +117,9 @@ async fn upstream() -> Upstream {
                     buf.drain(..end + 4 + length);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     seen.lock().unwrap().push(format!("{head}{body}"));
+                    if path == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
                     let (mut answer, close) = script(&path);
                     if head.starts_with("HEAD ") {
                         // The head alone, as a HEAD answer must be.
@@ -156,6 +159,11 @@ services:
 
 /// A listener whose connections are served by the fast path with `store`'s snapshot.
 async fn proxy(store: Arc<Store>) -> SocketAddr {
+    proxy_with(store, Drain::default()).await
+}
+
+/// [`proxy`], its connections tracked by `drain`.
+async fn proxy_with(store: Arc<Store>, drain: Drain) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -171,13 +179,12 @@ async fn proxy(store: Arc<Store>) -> SocketAddr {
                 destination: addr,
                 tcp_destination: None,
             });
-            tokio::spawn(super::serve(
-                conn,
-                info,
-                snap,
-                store.clone(),
-                Drain::default(),
-            ));
+            let (drain, guard) = (drain.clone(), drain.track());
+            let store = store.clone();
+            tokio::spawn(async move {
+                super::serve(conn, info, snap, store, drain).await;
+                drop(guard);
+            });
         }
     });
     addr
@@ -557,4 +564,43 @@ async fn requests_and_answers_pass_through_the_filter_chain() {
         "the denied request went nowhere"
     );
     assert_eq!(stat(&store), (2, 0), "both on the fast path");
+}
+
+#[tokio::test]
+async fn a_drain_closes_idle_connections_and_ends_busy_ones_after_their_answer() {
+    let up = upstream().await;
+    let store = Store::new(Metrics::new());
+    store.apply(config(up.addr, ""));
+    let drain = Drain::default();
+    let addr = proxy_with(store.clone(), drain.clone()).await;
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert!(exchange(&mut idle, "GET / HTTP/1.1\r\nHost: s\r\n\r\n")
+        .await
+        .ends_with("ok"));
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: s\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = drain.clone();
+    let drained = tokio::spawn(async move { d.drain(Duration::from_secs(5)).await });
+    // The idle one is closed at once.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(matches!(r, Ok(Ok(0))), "idle connection closed: {r:?}");
+    // The busy one gets its answer, which says the connection ends, and then it does.
+    let r = response(&mut busy, &mut Vec::new()).await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("connection: close\r\n"),
+        "{r}"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(2), busy.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(r, Ok(Ok(0))),
+        "busy connection closed after its answer"
+    );
+    assert!(
+        drained.await.unwrap(),
+        "every connection ended before the drain timeout"
+    );
 }
