@@ -100,6 +100,15 @@ async fn control(opts: Options, store: Arc<Store>, drain: Drain) -> anyhow::Resu
         }
     });
 
+    // The clock of the HTTP/1.1 fast path's header read timeout.
+    tokio::spawn(async {
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            t.tick().await;
+            crate::http::fast::idle::tick();
+        }
+    });
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())

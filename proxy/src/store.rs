@@ -76,6 +76,12 @@ impl Store {
         snap
     }
 
+    /// Puts a snapshot built by hand in force (tests that set filter chains themselves).
+    #[cfg(test)]
+    pub(crate) fn put(&self, snap: Arc<Snapshot>) {
+        self.current.store(Some(snap));
+    }
+
     /// Records a configuration that was refused; the one in force stays.
     pub fn reject(&self, error: String) {
         Metrics::inc(&self.metrics.server.config_load_errors_total);
@@ -113,7 +119,7 @@ impl Store {
 
 /// Gives memory freed after a load (the YAML parse, the previous snapshot) back to the OS, so
 /// that RSS reflects what the proxy holds rather than what parsing once needed.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {

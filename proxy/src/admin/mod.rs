@@ -240,7 +240,7 @@ impl Admin {
         let s = &self.store.metrics.server;
         let mut out = String::new();
         let snap = self.store.load();
-        let rows: [(&str, u64); 10] = [
+        let rows: [(&str, u64); 12] = [
             (
                 "downstream_cx_total",
                 s.downstream_connections_total.load(Ordering::Relaxed),
@@ -274,6 +274,14 @@ impl Admin {
             (
                 "upstream_rq_mirrored",
                 s.mirrored_requests_total.load(Ordering::Relaxed),
+            ),
+            (
+                "http1_fast_path_rq",
+                s.fast_path_requests_total.load(Ordering::Relaxed),
+            ),
+            (
+                "http1_full_path_handoffs",
+                s.full_path_handoffs_total.load(Ordering::Relaxed),
             ),
         ];
         for (k, v) in rows {

@@ -11,6 +11,7 @@ pub mod lb;
 pub mod outlier;
 pub mod policy;
 pub mod pool;
+pub mod raw_pool;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +52,8 @@ pub struct EndpointState {
     pub ejected_until_ms: AtomicU64,
     pub ejections: AtomicU32,
     pub(crate) pool: Mutex<pool::EndpointPool>,
+    /// Idle connections of the HTTP/1.1 fast path (`http::fast`).
+    pub(crate) raw: raw_pool::RawIdle,
 }
 
 pub struct Endpoint {
@@ -132,6 +135,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Whether some connection to an endpoint may be TLS: the mesh's mTLS once a workload
+    /// certificate is configured, or a DestinationRule's TLS.
+    pub fn may_use_tls(&self) -> bool {
+        match &*self.tls {
+            UpstreamTls::Plain => false,
+            UpstreamTls::Mesh { .. } => {
+                self.credentials.as_ref().is_some_and(|c| c.is_configured())
+            }
+            _ => true,
+        }
+    }
+
     /// Sets the cluster's TLS; without it, connections are plaintext.
     pub fn with_tls(mut self, tls: UpstreamTls, credentials: Arc<Credentials>) -> Cluster {
         self.tls = Arc::new(tls);

@@ -117,7 +117,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Counts an open connection against the cluster's limit; released when the connection ends.
-struct ConnSlot(Arc<ClusterState>);
+pub(crate) struct ConnSlot(Arc<ClusterState>);
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
@@ -135,7 +135,7 @@ impl Drop for PendingSlot<'_> {
     }
 }
 
-fn try_reserve_connection(state: &Arc<ClusterState>, max: u32) -> Option<ConnSlot> {
+pub(crate) fn try_reserve_connection(state: &Arc<ClusterState>, max: u32) -> Option<ConnSlot> {
     let mut n = state.connections.load(Ordering::Acquire);
     loop {
         if n >= max {
@@ -242,7 +242,7 @@ impl Cluster {
     /// Closes one idle HTTP/1.1 connection of this cluster; true if there was one.
     fn evict_idle(&self) -> bool {
         for e in &self.endpoints {
-            if lock(&e.state.pool).idle.pop().is_some() {
+            if lock(&e.state.pool).idle.pop().is_some() || e.state.raw.evict_one() {
                 return true;
             }
         }
@@ -316,6 +316,8 @@ impl Cluster {
             pool.idle.retain(|i| {
                 !i.sender.is_closed() && now.duration_since(i.since) <= self.policy.idle_timeout
             });
+            drop(pool);
+            e.state.raw.sweep(self.policy.idle_timeout);
         }
     }
 

@@ -86,6 +86,11 @@ impl Chain {
         self.filters.is_empty() && self.telemetry.is_none()
     }
 
+    /// The inbound side's chain (which sets `x-forwarded-client-cert`).
+    pub fn is_inbound(&self) -> bool {
+        self.inbound
+    }
+
     pub fn names(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self.filters.iter().map(|f| f.name()).collect();
         if self.telemetry.is_some() {

@@ -531,7 +531,7 @@ fn roll(pct: f64) -> bool {
     pct >= 100.0 || (pct > 0.0 && fastrand::f64() * 100.0 < pct)
 }
 
-fn pick_weighted(dests: &[route::WeightedDest], total: u32) -> &route::WeightedDest {
+pub(crate) fn pick_weighted(dests: &[route::WeightedDest], total: u32) -> &route::WeightedDest {
     if dests.len() == 1 || total == 0 {
         return &dests[0];
     }

@@ -19,6 +19,11 @@ use crate::store::Store;
 /// The smallest buffer hyper accepts for a request head.
 const MIN_HEAD_BUFFER: usize = 8192;
 
+/// The largest request head a connection accepts (hyper's buffer limit; beyond it: 431).
+pub fn head_limit(limits: &mesh_proxy_config::Limits) -> usize {
+    (limits.max_request_headers_kb as usize * 1024).max(MIN_HEAD_BUFFER)
+}
+
 pub async fn serve<S>(
     io: S,
     http2: bool,
@@ -30,7 +35,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &snap.limits;
-    let head_bytes = (limits.max_request_headers_kb as usize * 1024).max(MIN_HEAD_BUFFER);
+    let head_bytes = head_limit(limits);
     let service = service_fn(move |req| {
         let info = info.clone();
         let store = store.clone();

@@ -187,11 +187,30 @@ impl ActiveConn {
 
 impl Drop for ActiveConn {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+            release_when_idle();
+        }
         self.1
             .server
             .downstream_connections_active
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The worker has no client left (a burst ended): the memory its connections used goes back
+/// to the OS rather than staying resident as free heap. At most once a second, so that clients
+/// connecting one at a time do not pay for a heap walk each.
+fn release_when_idle() {
+    use std::sync::atomic::AtomicU64;
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = crate::cluster::outlier::now_ms();
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        crate::store::release_freed_memory();
     }
 }
 
@@ -295,17 +314,10 @@ async fn serve_connection(
             }
             crate::tcp::proxy(stream, info, snap).await
         }
-        Detected::Http1 | Detected::Http2 => {
-            crate::http::server::serve(
-                stream,
-                detected == Detected::Http2,
-                info,
-                snap,
-                store,
-                drain,
-            )
-            .await
-        }
+        // HTTP/1.1 starts on the fast path, which hands the connection to hyper's (below)
+        // when a request needs it.
+        Detected::Http1 => crate::http::fast::serve(stream, info, snap, store, drain).await,
+        Detected::Http2 => crate::http::server::serve(stream, true, info, snap, store, drain).await,
     }
 }
 

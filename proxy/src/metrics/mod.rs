@@ -124,6 +124,10 @@ pub struct ServerStats {
     pub outlier_ejections_total: AtomicU64,
     pub retries_total: AtomicU64,
     pub mirrored_requests_total: AtomicU64,
+    /// HTTP/1.1 requests the fast path answered (`http::fast`).
+    pub fast_path_requests_total: AtomicU64,
+    /// HTTP/1.1 connections the fast path handed to the full path.
+    pub full_path_handoffs_total: AtomicU64,
 }
 
 /// Every metric the proxy serves.
