@@ -135,18 +135,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Whether some connection to an endpoint may be TLS: the mesh's mTLS once a workload
-    /// certificate is configured, or a DestinationRule's TLS.
-    pub fn may_use_tls(&self) -> bool {
-        match &*self.tls {
-            UpstreamTls::Plain => false,
-            UpstreamTls::Mesh { .. } => {
-                self.credentials.as_ref().is_some_and(|c| c.is_configured())
-            }
-            _ => true,
-        }
-    }
-
     /// Sets the cluster's TLS; without it, connections are plaintext.
     pub fn with_tls(mut self, tls: UpstreamTls, credentials: Arc<Credentials>) -> Cluster {
         self.tls = Arc::new(tls);

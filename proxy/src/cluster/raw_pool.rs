@@ -1,4 +1,5 @@
-//! The fast path's upstream connections: plain HTTP/1.1 over TCP, kept idle per endpoint
+//! The fast path's upstream connections: HTTP/1.1 over TCP, or over the TLS the cluster asks
+//! for (the mesh's mTLS, a DestinationRule's SIMPLE or MUTUAL), kept idle per endpoint
 //! (last in, first out) and lent whole to one request, whose own task reads and writes them;
 //! no connection task, no channel. Counted against the cluster's connections like hyper's
 //! (see [`super::pool`]), closed past `idleTimeout`, reused at most
@@ -6,15 +7,14 @@
 
 use std::time::Instant;
 
-use tokio::net::TcpStream;
-
 use super::pool::{connect_tcp, try_reserve_connection, ConnSlot, PoolError};
 use super::Cluster;
 use crate::metrics::Metrics;
+use crate::tls::stream::Upstream;
 
 /// An upstream connection the fast path owns.
 pub struct RawConn {
-    pub stream: TcpStream,
+    pub stream: Upstream,
     /// Requests sent on it, this one included.
     uses: u32,
     since: Instant,
@@ -85,7 +85,15 @@ impl Cluster {
         let slot = try_reserve_connection(&self.state, self.policy.max_connections)
             .ok_or(PoolError::Overflow)?;
         Metrics::inc(&metrics.server.upstream_connections_total);
-        match Box::pin(connect_tcp(ep.addr, &self.policy)).await {
+        let connected = Box::pin(async {
+            let tcp = connect_tcp(ep.addr, &self.policy).await?;
+            Ok::<_, PoolError>(
+                self.secure(i, tcp, crate::tls::AppProtocol::Http1, metrics)
+                    .await?,
+            )
+        })
+        .await;
+        match connected {
             Ok(stream) => Ok(RawConn {
                 stream,
                 uses: 1,

@@ -268,6 +268,17 @@ impl Observation {
         }
     }
 
+    /// Ends the request with its finished record, for a path that writes its answers itself
+    /// (the HTTP/1.1 fast path) rather than through a metered body.
+    pub fn complete(
+        self,
+        r: &RequestRecord,
+        upstream: Option<UpstreamHost>,
+        details: Option<&'static str>,
+    ) {
+        self.finish(r, upstream, details)
+    }
+
     fn finish(
         self,
         r: &RequestRecord,

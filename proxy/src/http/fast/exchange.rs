@@ -64,10 +64,13 @@ async fn send(
     resp: &mut RespHead,
 ) -> Result<(), SendError> {
     up.clear();
-    conn.stream
-        .write_all(request)
-        .await
-        .map_err(|_| SendError::Nothing)?;
+    // The flush matters over TLS: records the socket would not take at once wait in the
+    // session until then (on TCP it does nothing).
+    let written = async {
+        conn.stream.write_all(request).await?;
+        conn.stream.flush().await
+    };
+    written.await.map_err(|_| SendError::Nothing)?;
     loop {
         if up.len() == up.capacity() {
             if up.capacity() >= MAX_RESPONSE_HEAD {
@@ -349,6 +352,9 @@ pub async fn relay<C: AsyncWrite + Unpin>(
         if client.write_all(&up[..take]).await.is_err() {
             return broken(r, ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         }
+    }
+    if client.flush().await.is_err() {
+        return broken(r, ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
     }
     if let Progress::Chunked(c) = &progress {
         r.body_bytes = c.data;

@@ -29,8 +29,9 @@ use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::drain::Drain;
+use crate::filters::telemetry::Observation;
 use crate::http::body::RespBody;
-use crate::http::chain::Chain;
+use crate::http::chain::{Chain, ResponseDetails, UpstreamHost};
 use crate::http::local;
 use crate::listener::{ConnInfo, Side};
 use crate::metrics::{LabelSet, Metrics, RequestProtocol, RequestRecord, ResponseFlags};
@@ -115,10 +116,6 @@ pub async fn serve<S>(
         } else {
             &current.outbound_chain
         };
-        if let Some(why) = plan::chain_needs_full(chain, &info, &head) {
-            tracing::trace!(why, "to the full path");
-            return hand_off(io, buf, info, snap, store, drain.clone()).await;
-        }
         let plan = {
             let b = &buf[..];
             plan::plan(
@@ -157,14 +154,22 @@ pub async fn serve<S>(
             close: head.close || draining,
             drain: &drain,
             done_at: start,
+            observation: None,
+            upstream: None,
         };
-        let keep = match run_chain(chain, &buf, &head, &info) {
+        let filtered = match run_chain(chain, &buf, &head, &info) {
             Err(()) => return hand_off(io, buf, info, snap, store, drain.clone()).await,
-            Ok(Filtered::Answered(r)) => {
+            Ok((filtered, observation)) => {
+                served.observation = observation;
+                filtered
+            }
+        };
+        let keep = match filtered {
+            Filtered::Answered(r) => {
                 let labels = unknown_labels(&current, &info);
                 served.local(r.response, labels, r.flags).await
             }
-            Ok(filtered) => match plan {
+            filtered => match plan {
                 Plan::Local {
                     status,
                     flags,
@@ -259,22 +264,31 @@ enum Filtered {
     Answered(crate::http::chain::LocalReply),
 }
 
-/// Runs the side's request filters; an empty chain costs nothing. `Err`: the request cannot
-/// be shown to the filters as `http` types, so the full path (which would refuse it the same
-/// way) takes it.
-fn run_chain(chain: &Chain, buf: &[u8], head: &ReqHead, info: &ConnInfo) -> Result<Filtered, ()> {
-    if chain.is_empty() {
-        return Ok(Filtered::Untouched);
+/// Runs the side's chain on the request: telemetry's look (request id, trace context), the
+/// inbound side's `x-forwarded-client-cert`, and the request filters. A chain with nothing to
+/// do costs nothing. `Err`: the request cannot be shown to the chain as `http` types, so the
+/// full path (which would refuse it the same way) takes it.
+fn run_chain(
+    chain: &Chain,
+    buf: &[u8],
+    head: &ReqHead,
+    info: &ConnInfo,
+) -> Result<(Filtered, Option<Observation>), ()> {
+    let client_cert = chain.is_inbound() && (info.security.is_some() || head.client_cert_header);
+    if chain.is_empty() && !client_cert {
+        return Ok((Filtered::Untouched, None));
     }
     let mut req = http::Request::new(());
     *req.method_mut() = http::Method::from_bytes(head.method.get(buf)).map_err(|_| ())?;
     *req.uri_mut() = http::Uri::try_from(head.path.get(buf)).map_err(|_| ())?;
     *req.headers_mut() = head.header_map(buf);
-    let (parts, ()) = req.into_parts();
-    Ok(match chain.on_request(&parts, info) {
+    let (mut parts, ()) = req.into_parts();
+    let observation = chain.observe(&mut parts, info);
+    let filtered = match chain.on_request(&parts, info) {
         Some(r) => Filtered::Answered(r),
         None => Filtered::Seen(parts),
-    })
+    };
+    Ok((filtered, observation))
 }
 
 /// The upstream head from filtered `Parts` (hop-by-hop headers dropped as the full path does).
@@ -319,6 +333,10 @@ struct Served<'a, S> {
     drain: &'a Drain,
     /// When the response ended (set by `record`).
     done_at: Instant,
+    /// Telemetry's record of the request, when telemetry is on.
+    observation: Option<Observation>,
+    /// The endpoint that answered, for telemetry.
+    upstream: Option<UpstreamHost>,
 }
 
 impl<S: AsyncWrite + Unpin> Served<'_, S> {
@@ -328,21 +346,30 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         code: u16,
         flags: ResponseFlags,
         response_bytes: u64,
+        details: Option<&'static str>,
     ) {
         self.done_at = Instant::now();
         Metrics::inc(&self.metrics.server.fast_path_requests_total);
-        self.metrics.record_request(
-            labels,
-            &RequestRecord {
-                protocol: RequestProtocol::Http,
-                response_code: code,
-                grpc_status: None,
-                flags,
-                duration_ms: self.done_at.duration_since(self.start).as_secs_f64() * 1000.0,
-                request_bytes: self.request_bytes,
-                response_bytes,
-            },
-        );
+        let record = RequestRecord {
+            protocol: RequestProtocol::Http,
+            response_code: code,
+            grpc_status: None,
+            flags,
+            duration_ms: self.done_at.duration_since(self.start).as_secs_f64() * 1000.0,
+            request_bytes: self.request_bytes,
+            response_bytes,
+        };
+        // The inbound side's labels say who the mTLS peer was, as on the full path.
+        match &self.info.security {
+            Some(s) if self.info.side == Side::Inbound => {
+                self.metrics
+                    .record_request(&s.labels(labels, self.metrics), &record);
+            }
+            _ => self.metrics.record_request(labels, &record),
+        }
+        if let Some(o) = self.observation.take() {
+            o.complete(&record, self.upstream.take(), details);
+        }
     }
 
     /// A drain that started while the request was in flight closes the connection after it.
@@ -377,16 +404,18 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
         if !self.head_request {
             out.extend_from_slice(&body);
         }
-        let ok = self.io.write_all(&out).await.is_ok();
+        let ok = self.io.write_all(&out).await.is_ok() && self.io.flush().await.is_ok();
         let mut flags = flags;
         if !ok {
             flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         }
+        let details = parts.extensions.get::<ResponseDetails>().map(|d| d.0);
         self.record(
             &labels,
             parts.status.as_u16(),
             flags,
             metric_head + body.len() as u64,
+            details,
         );
         ok && !close
     }
@@ -451,11 +480,19 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
             self.info,
         )
         .await;
+        if cluster.report_upstream {
+            self.upstream = Some(UpstreamHost {
+                addr: cluster.endpoints[got.endpoint].addr,
+                cluster: cluster.name.clone(),
+                identity: cluster.mtls_identity(got.endpoint),
+            });
+        }
         self.record(
             &got.labels,
             resp.status,
             relayed.flags,
             resp.metric_bytes + relayed.body_bytes,
+            None,
         );
         if relayed.upstream_reusable {
             cluster.release_raw(got.endpoint, got.conn, self.done_at);

@@ -11,8 +11,6 @@ use http::HeaderMap;
 use mesh_proxy_config::OutboundMode;
 
 use crate::cluster::{Cluster, LbPolicy};
-use crate::http::chain::Chain;
-use crate::http::fast::head::ReqHead;
 use crate::http::forward::upstream_h2;
 use crate::http::handler::{inbound_target, pick_weighted};
 use crate::listener::{ConnInfo, Side};
@@ -65,25 +63,9 @@ pub fn cluster_needs_full(c: &Cluster) -> Option<&'static str> {
     if matches!(c.policy.lb, LbPolicy::ConsistentHash(_)) {
         return Some("consistent hash");
     }
-    if c.may_use_tls() {
-        return Some("upstream TLS");
-    }
     if c.policy.max_connections != u32::MAX {
         // Beyond the limit requests wait as pending, for hyper's pooled connections.
         return Some("connection limit");
-    }
-    None
-}
-
-/// Why the full path must serve this request for what the side's chain does, if it must:
-/// telemetry (request ids, trace context, the finished record) and the client certificate
-/// header of the inbound side live on the full path only.
-pub fn chain_needs_full(chain: &Chain, info: &ConnInfo, head: &ReqHead) -> Option<&'static str> {
-    if chain.telemetry().is_some() {
-        return Some("telemetry");
-    }
-    if chain.is_inbound() && (info.security.is_some() || head.client_cert_header) {
-        return Some("x-forwarded-client-cert");
     }
     None
 }
