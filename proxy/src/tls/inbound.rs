@@ -272,16 +272,8 @@ pub async fn serve(
             }
             crate::tcp::proxy(stream, info, snap).await
         }
-        Detected::Http1 | Detected::Http2 => {
-            crate::http::server::serve(
-                stream,
-                detected == Detected::Http2,
-                info,
-                snap,
-                store,
-                drain,
-            )
-            .await
-        }
+        // As on plaintext: HTTP/1.1 starts on the fast path.
+        Detected::Http1 => crate::http::fast::serve(stream, info, snap, store, drain).await,
+        Detected::Http2 => crate::http::server::serve(stream, true, info, snap, store, drain).await,
     }
 }
