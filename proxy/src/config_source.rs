@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mesh_proxy_config::{ConfigError, ProxyConfig};
 
+use crate::snapshot::Dump;
 use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +59,18 @@ pub fn load(path: &Path, store: &Store) -> Result<(), ConfigError> {
     }
 }
 
+/// Whether `text` is what the config in force was read from (then a touched file, or a
+/// ConfigMap swapped for the same content, needs no reload). Compared with the snapshot's own
+/// copy rather than a second one kept here: a large config is then held once.
+fn in_force(text: &[u8], store: &Store) -> bool {
+    store
+        .load()
+        .is_some_and(|s| matches!(&s.dump, Dump::Yaml(t) if t.as_bytes() == text))
+}
+
 /// Watches `path` until the process ends, reloading on change.
 pub async fn watch(path: PathBuf, store: Arc<Store>) {
     let mut last = stamp(&path);
-    let mut last_text = std::fs::read(&path).ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -71,11 +80,9 @@ pub async fn watch(path: PathBuf, store: Arc<Store>) {
             continue;
         }
         last = now;
-        let text = std::fs::read(&path).ok();
-        if text == last_text {
+        if std::fs::read(&path).is_ok_and(|t| in_force(&t, &store)) {
             continue;
         }
-        last_text = text;
         if let Err(e) = load(&path, &store) {
             tracing::error!("config not reloaded, the previous one stays in force: {e}");
             eprintln!("error: config not reloaded, the previous one stays in force: {e}");

@@ -149,6 +149,9 @@ fn server_alpn() -> Vec<Vec<u8>> {
     .collect()
 }
 
+/// TLS sessions kept for resumption, per direction.
+const SESSION_CACHE_ENTRIES: usize = 256;
+
 impl Credentials {
     pub fn new(metrics: Arc<Metrics>) -> Credentials {
         Credentials {
@@ -159,8 +162,11 @@ impl Credentials {
             configured: AtomicBool::new(false),
             provider: super::provider(),
             tickets: rustls::crypto::ring::Ticketer::new().ok(),
-            server_sessions: ServerSessionMemoryCache::new(4096),
-            client_sessions: Arc::new(ClientSessionMemoryCache::new(4096)),
+            // Sized for a sidecar's peers: TLS 1.3 resumes by ticket (stateless), so the
+            // server cache only serves TLS 1.2 clients, and its table is allocated whole at
+            // start (4,096 entries were 0.5 MB of a 10 MB proxy).
+            server_sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+            client_sessions: Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_ENTRIES)),
             metrics,
         }
     }
