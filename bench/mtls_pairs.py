@@ -206,23 +206,9 @@ def start_collector(port):
     return srv
 
 
-def kernel_ticks(pids):
-    """(user, system) clock ticks of the processes: the share of a proxy's CPU spent in the
-    kernel (sockets, wake-ups), which no proxy that reads and writes the same bytes avoids."""
-    u = k = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            u, k = u + int(fields[11]), k + int(fields[12])
-        except OSError:
-            pass
-    return u, k
-
-
 def run(b, mesh_proxy, nginx, haproxy, loadgen, args, d):
     """`b` is bench/proxy.py's module (helpers: start, stop, free_port, wait_port, tree,
-    cpu_ms, fixed_rate, median, NGINX_BACKEND)."""
+    cpu_ms, ticks, fixed_rate, median, NGINX_BACKEND)."""
     make_certs(d)
     procs = []
     zipkin = b.free_port()
@@ -282,10 +268,10 @@ def run(b, mesh_proxy, nginx, haproxy, loadgen, args, d):
             for name, port, ps in pairs:
                 pids = {role: b.tree(p.pid) for role, p in ps}
                 t0 = {role: b.cpu_ms(p) for role, p in pids.items()}
-                k0 = {role: kernel_ticks(p) for role, p in pids.items()}
+                k0 = {role: b.ticks(p) for role, p in pids.items()}
                 fixed = b.fixed_rate(port, loadgen, args)
                 t1 = {role: b.cpu_ms(p) for role, p in pids.items()}
-                k1 = {role: kernel_ticks(p) for role, p in pids.items()}
+                k1 = {role: b.ticks(p) for role, p in pids.items()}
                 served = (fixed["requests"] + args.rate * 1) / 1000.0  # the warm-up second too
                 cpu = {role: (t1[role] - t0[role]) / served for role in pids}
                 kernel = {role: (k1[role][1] - k0[role][1]) / max(1, sum(k1[role]) - sum(k0[role])) for role in pids}

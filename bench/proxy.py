@@ -113,6 +113,19 @@ def cpu_ms(pids):
     return total
 
 
+def ticks(pids):
+    """(user, system) clock ticks of the processes, for the kernel's share of their CPU."""
+    u = k = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            u, k = u + int(fields[11]), k + int(fields[12])
+        except OSError:
+            pass
+    return u, k
+
+
 def rss_kb(pids):
     total = 0
     for p in pids:
@@ -276,15 +289,18 @@ def measure_all(targets, loadgen, args):
     for r in range(args.rounds):
         for name, port, proc in targets:
             pids = tree(proc.pid) if proc else []
-            t0 = cpu_ms(pids)
+            t0, k0 = cpu_ms(pids), ticks(pids)
             fixed = fixed_rate(port, loadgen, args)
-            t1 = cpu_ms(pids)
+            t1, k1 = cpu_ms(pids), ticks(pids)
             served = fixed["requests"] + args.rate * 1  # the warm-up second is served too
             cpu = (t1 - t0) / (served / 1000.0) if proc else float("nan")
+            kernel = (k1[1] - k0[1]) / max(1, sum(k1) - sum(k0)) if proc else float("nan")
+            c0, w0 = cpu_ms(pids), time.time()
             rps, errors = closed_loop(port, args)
+            busy = (cpu_ms(pids) - c0) / ((time.time() - w0) * 10.0) if proc else float("nan")
             run = {"p50_ms": fixed["p50_ms"], "p90_ms": fixed["p90_ms"], "p99_ms": fixed["p99_ms"],
                    "fixed_errors": fixed["errors"] + fixed["non_200"], "cpu_ms_per_1k": cpu, "max_rps": rps,
-                   "wrk_errors": errors}
+                   "kernel_share": kernel, "busy_pct_closed_loop": busy, "wrk_errors": errors}
             runs[name].append(run)
             print(f"  round {r + 1} {name}: {json.dumps(run)}", file=sys.stderr)
     results = []
@@ -292,7 +308,8 @@ def measure_all(targets, loadgen, args):
         rs = runs[name]
         results.append({
             "name": name,
-            **{k: median([x[k] for x in rs]) for k in ("p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_1k", "max_rps")},
+            **{k: median([x[k] for x in rs]) for k in ("p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_1k", "max_rps",
+                                                       "kernel_share", "busy_pct_closed_loop")},
             **{f"best_{k}": min(x[k] for x in rs) for k in ("p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_1k")},
             "best_max_rps": max(x["max_rps"] for x in rs),
             "rss_mb": rss_kb(tree(proc.pid)) / 1024.0 if proc else float("nan"),
@@ -471,6 +488,11 @@ def main():
         o = by[peer]
         print(f"mesh-proxy / {peer} (best rounds): max req/s {mp['best_max_rps'] / o['best_max_rps']:.2f}x, "
               f"p99 {mp['best_p99_ms'] / o['best_p99_ms']:.2f}x, CPU per 1k {mp['best_cpu_ms_per_1k'] / o['best_cpu_ms_per_1k']:.2f}x")
+    print()
+    print("where the CPU goes (medians): share of it in the kernel at the fixed rate; the proxy's CPU")
+    print("use in the closed loop (below 100%: the load generator's and backend's core was the limit)")
+    for r in results[1:]:
+        print(f"  {r['name']:28} kernel {r['kernel_share']:4.0%}   closed-loop CPU {r['busy_pct_closed_loop']:4.0f}%")
     print("targets: max req/s >= 1.1x nginx, p99 <= nginx, CPU per 1k <= 0.8x nginx, RSS < 10 MB")
     print("(RSS idle: started with the config, before any load; RSS load: after the rounds, with the")
     print(" 32 connections of the closed-loop runs still pooled)")

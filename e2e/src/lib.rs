@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod mesh_pod;
 pub mod meshd;
 pub mod netns;
+pub mod xds_client;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -185,8 +185,11 @@ impl Meshd {
         extra: &[&str],
     ) -> Meshd {
         let address = HostAddress::add(pod_ip);
-        let files =
-            std::env::temp_dir().join(format!("meshctl-e2e-meshd-{ns}-{}", std::process::id()));
+        // One directory per replica (its pod IP): several may run for one install.
+        let files = std::env::temp_dir().join(format!(
+            "meshctl-e2e-meshd-{ns}-{pod_ip}-{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(files.join("inject")).expect("meshd files dir");
         let revisioned = |base: &str| name.replacen("meshd", base, 1);
         let injector =

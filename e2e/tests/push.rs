@@ -11,13 +11,10 @@ use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
 use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::xds_client::{body, node, XdsClient};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
-use mesh_xds::discovery::aggregated_discovery_client::AggregatedDiscoveryClient;
-use mesh_xds::discovery::{DeltaRequest, DeltaResponse, Node};
 use mesh_xds::types;
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tonic::Streaming;
 
 const NS: &str = "e2e-push";
 const APP_NS: &str = "e2e-push-app";
@@ -49,69 +46,6 @@ spec:
   http: [{timeout: 5s, route: [{destination: {host: reviews}}]}]
 "#;
 
-struct Proxy {
-    requests: mpsc::Sender<DeltaRequest>,
-    responses: Streaming<DeltaResponse>,
-}
-
-impl Proxy {
-    async fn connect(port: u16) -> Proxy {
-        let mut client = AggregatedDiscoveryClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("meshd's gRPC port");
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(DeltaRequest {
-            node: Some(Node {
-                pod_name: "productpage-1".into(),
-                namespace: APP_NS.into(),
-                workload_name: "productpage".into(),
-                labels: [("app".to_owned(), "productpage".to_owned())].into(),
-                proxy_version: "e2e".into(),
-                ..Node::default()
-            }),
-            ..DeltaRequest::default()
-        })
-        .await
-        .expect("hello");
-        let requests =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-        let responses = client
-            .delta_stream(requests)
-            .await
-            .expect("stream")
-            .into_inner();
-        Proxy {
-            requests: tx,
-            responses,
-        }
-    }
-
-    /// The next response, ACKed.
-    async fn next(&mut self, within: Duration) -> Option<DeltaResponse> {
-        let response = tokio::time::timeout(within, self.responses.message())
-            .await
-            .ok()?
-            .ok()??;
-        self.requests
-            .send(DeltaRequest {
-                type_url: response.type_url.clone(),
-                response_nonce: response.nonce.clone(),
-                ..DeltaRequest::default()
-            })
-            .await
-            .ok()?;
-        Some(response)
-    }
-}
-
-fn body(response: &DeltaResponse, name: &str) -> Option<Value> {
-    response
-        .resources
-        .iter()
-        .find(|r| r.name == name)
-        .and_then(|r| serde_json::from_slice(&r.body).ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_synced() {
     let cluster = Cluster::from_env();
@@ -141,13 +75,18 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     let host = format!("reviews.{APP_NS}.svc.cluster.local");
 
     // The service arrives with the two endpoints the EndpointSlice controller listed.
-    let mut proxy = Proxy::connect(meshd.grpc_port).await;
-    let service = wait_for_async(&mut proxy, |r| {
-        r.type_url == types::SERVICE
-            && body(r, &host)
-                .is_some_and(|b| b["endpoints"].as_array().is_some_and(|e| e.len() == 2))
-    })
+    let mut proxy = XdsClient::connect(
+        meshd.grpc_port,
+        node("productpage-1", APP_NS, "productpage"),
+    )
     .await;
+    let service = proxy
+        .wait_for(|r| {
+            r.type_url == types::SERVICE
+                && body(r, &host)
+                    .is_some_and(|b| b["endpoints"].as_array().is_some_and(|e| e.len() == 2))
+        })
+        .await;
     let service = body(&service, &host).expect("the service");
     assert_eq!(service["endpoints"][0]["labels"]["version"], "v1");
     assert_eq!(service["endpoints"][0]["workload"], "reviews-v1");
@@ -165,12 +104,13 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     ]);
     assert!(patched.status.success(), "{}", stderr(&patched));
     let started = std::time::Instant::now();
-    let vs = wait_for_async(&mut proxy, |r| {
-        r.type_url == types::VIRTUAL_SERVICE
-            && body(r, &format!("{APP_NS}/reviews"))
-                .is_some_and(|b| b["http"][0]["timeout"] == "7s")
-    })
-    .await;
+    let vs = proxy
+        .wait_for(|r| {
+            r.type_url == types::VIRTUAL_SERVICE
+                && body(r, &format!("{APP_NS}/reviews"))
+                    .is_some_and(|b| b["http"][0]["timeout"] == "7s")
+        })
+        .await;
     eprintln!(
         "VirtualService change reached the proxy {:?} after kubectl returned",
         started.elapsed()
@@ -193,12 +133,13 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
         r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "9s"}]"#,
     ]);
     assert!(patched.status.success(), "{}", stderr(&patched));
-    let vs = wait_for_async(&mut proxy, |r| {
-        r.type_url == types::VIRTUAL_SERVICE
-            && body(r, &format!("{APP_NS}/reviews"))
-                .is_some_and(|b| b["http"][0]["timeout"] == "9s")
-    })
-    .await;
+    let vs = proxy
+        .wait_for(|r| {
+            r.type_url == types::VIRTUAL_SERVICE
+                && body(r, &format!("{APP_NS}/reviews"))
+                    .is_some_and(|b| b["http"][0]["timeout"] == "9s")
+        })
+        .await;
     assert!(
         vs.resources
             .iter()
@@ -298,21 +239,4 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     }
     drop(meshd);
     let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
-}
-
-/// ACKs responses until one satisfies `wanted` (within 30 s).
-async fn wait_for_async(
-    proxy: &mut Proxy,
-    wanted: impl Fn(&DeltaResponse) -> bool,
-) -> DeltaResponse {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        assert!(!left.is_zero(), "timed out waiting for a push");
-        if let Some(response) = proxy.next(left).await {
-            if wanted(&response) {
-                return response;
-            }
-        }
-    }
 }
