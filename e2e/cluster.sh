@@ -9,6 +9,7 @@
 #   e2e/cluster.sh down        stop everything and remove the state directory
 #   e2e/cluster.sh bindir      print the directory holding the built binaries
 #   e2e/cluster.sh restart-apiserver  stop kube-apiserver and start it again, same flags
+#                                     (after APISERVER_DOWN_SECONDS, default 0)
 #   e2e/cluster.sh kubectl ARGS...  run the built kubectl against the cluster
 #
 # See e2e/README.md for environment variables, ports and timings.
@@ -536,6 +537,11 @@ cmd_restart_apiserver() {
     (( SECONDS < deadline )) || { kill -KILL "$pid" 2>/dev/null || true; break; }
     sleep 0.2
   done
+  # Tests of what happens while the API server is away keep it down a while.
+  if [[ ${APISERVER_DOWN_SECONDS:-0} -gt 0 ]]; then
+    log "kube-apiserver stays down for ${APISERVER_DOWN_SECONDS}s"
+    sleep "$APISERVER_DOWN_SECONDS"
+  fi
   start kube-apiserver "${args[@]:1}"
   wait_until kube-apiserver "kube-apiserver /readyz" probe kube-apiserver
   log "kube-apiserver restarted"
@@ -543,7 +549,7 @@ cmd_restart_apiserver() {
 
 # -------------------------------------------------------------------- main ---
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

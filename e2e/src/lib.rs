@@ -108,13 +108,11 @@ pub fn ensure_crds(cluster: &Cluster) {
     for _ in 0..5 {
         let out = cluster.kubectl(&apply);
         if out.status.success() {
-            cluster.kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd",
-                "--all",
-            ]);
+            wait_for("every CRD Established", Duration::from_secs(60), || {
+                let list = cluster.get_json(&["crd"]);
+                let items = list["items"].as_array()?;
+                items.iter().all(established).then_some(())
+            });
             return;
         }
         last = stderr(&out);
@@ -253,4 +251,45 @@ impl Drop for Operator {
             }
         }
     }
+}
+
+/// Whether a CRD object says Established. Polled rather than `kubectl wait`, which fails on
+/// a CRD just created whose status has no conditions yet.
+fn established(crd: &serde_json::Value) -> bool {
+    crd["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+}
+
+/// The names of the CRDs in `crds/generated` (one file each, named after the CRD).
+pub fn generated_crds() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("crds/generated"))
+        .expect("crds/generated")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".yaml").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Applies one CRD from `crds/generated` when the cluster lacks it (it is shared with other
+/// tests' installs), and waits until it is Established.
+pub fn ensure_crd(cluster: &Cluster, crd: &str) {
+    if !cluster.kubectl(&["get", "crd", crd]).status.success() {
+        let path = repo_root().join(format!("crds/generated/{crd}.yaml"));
+        let path = path.to_string_lossy().into_owned();
+        cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=e2e", "-f", &path]);
+    }
+    wait_for(
+        &format!("CRD {crd} Established"),
+        Duration::from_secs(30),
+        || {
+            let out = cluster.kubectl(&["get", "crd", crd, "-o", "json"]);
+            let crd: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            established(&crd).then_some(())
+        },
+    );
 }

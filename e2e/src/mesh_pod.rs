@@ -220,7 +220,11 @@ impl MeshPod {
             ("MESH_ROOT_CERT".to_owned(), path("root-cert.pem")),
             ("MESH_POD_LABELS_FILE".to_owned(), path("labels")),
             ("MESH_CERT_DIR".to_owned(), path("certs")),
-            ("RUST_LOG".to_owned(), "info".to_owned()),
+            // MESHCTL_E2E_PROXY_LOG: more of the proxies' log when a test needs looking into.
+            (
+                "RUST_LOG".to_owned(),
+                std::env::var("MESHCTL_E2E_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()),
+            ),
         ]);
         env.extend(
             extra_env
@@ -265,6 +269,27 @@ impl MeshPod {
             &["-s", "-m", "5", &format!("http://127.0.0.1:{port}{path}")],
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the proxy's readiness endpoint (15021 `/healthz/ready`, the pod's readiness
+    /// probe) says ready: configuration and workload certificate loaded. kwok marks pods Ready
+    /// whatever the probe says, so tests wait on this before sending traffic, as the kubelet
+    /// would before the pod joined its Services.
+    pub fn is_ready(&self) -> bool {
+        let out = self.netns.run(
+            Path::new("curl"),
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-m",
+                "2",
+                "http://127.0.0.1:15021/healthz/ready",
+            ],
+        );
+        out.stdout == b"200"
     }
 
     /// `mesh-get` inside this pod: COUNT GETs of `url` with `Host: host`.

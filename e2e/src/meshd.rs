@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::dashboard::{ensure_namespace, get_within};
-use crate::{free_port, meshctl_bin, repo_root, stderr, wait_for, Cluster};
+use crate::{free_port, meshctl_bin, stderr, wait_for, Cluster};
 
 /// The `meshd` binary of this build: `MESHD_BIN`, or beside `meshctl`.
 pub fn meshd_bin() -> PathBuf {
@@ -88,17 +88,8 @@ pub fn install_revision_with(
     extra: &[&str],
 ) -> String {
     ensure_namespace(cluster, ns);
-    let crd = "virtualservices.networking.istio.io";
-    if !cluster.kubectl(&["get", "crd", crd]).status.success() {
-        let path = repo_root().join(format!("crds/generated/{crd}.yaml"));
-        let path = path.to_string_lossy().into_owned();
-        cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=e2e", "-f", &path]);
-        cluster.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{crd}"),
-        ]);
+    for crd in crate::generated_crds() {
+        crate::ensure_crd(cluster, &crd);
     }
     let set_ns = format!("namespace={ns}");
     let mut args = vec![
@@ -134,6 +125,40 @@ pub fn install_revision_with(
                 .map(str::to_owned)
         },
     )
+}
+
+/// Deletes the cluster-scoped webhook configurations an install of `revision` in `ns` made
+/// (the namespace's deletion does not take them).
+pub fn remove_webhooks(cluster: &Cluster, ns: &str, revision: &str) {
+    for (kind, name) in [
+        (
+            "mutatingwebhookconfiguration",
+            format!("meshd-sidecar-injector-{revision}-{ns}"),
+        ),
+        (
+            "validatingwebhookconfiguration",
+            format!("meshd-validator-{revision}-{ns}"),
+        ),
+    ] {
+        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
+    }
+}
+
+/// Sets the timeout of the first HTTP route of VirtualService `ns/name`.
+pub fn set_route_timeout(cluster: &Cluster, ns: &str, name: &str, timeout: &str) {
+    let patch =
+        format!(r#"[{{"op": "replace", "path": "/spec/http/0/timeout", "value": "{timeout}"}}]"#);
+    let out = cluster.kubectl(&[
+        "patch",
+        "virtualservice",
+        name,
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        &patch,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// The args of the rendered meshd Deployment's container, with the mounted files and the

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use mesh_e2e::dashboard::ensure_namespace;
-use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::meshd::{install_revision, remove_webhooks, Meshd};
 use mesh_e2e::{wait_for, Cluster};
 use mesh_xds::ca::istio_certificate_service_client::IstioCertificateServiceClient;
 use mesh_xds::ca::IstioCertificateRequest;
@@ -232,18 +232,7 @@ async fn workload_certificates_for_the_token_identity_trust_bundles_and_root_rot
         "still signing with the old root"
     );
 
-    for (kind, name) in [
-        (
-            "mutatingwebhookconfiguration",
-            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
-        ),
-        (
-            "validatingwebhookconfiguration",
-            format!("meshd-validator-{REVISION}-{NS}"),
-        ),
-    ] {
-        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
-    }
+    remove_webhooks(&cluster, NS, REVISION);
     drop(meshd);
     let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
 }

@@ -8,7 +8,7 @@ use mesh_e2e::dashboard::{
     apply_add_on, apply_component, apply_port_forward, dashboard_fails, ensure_namespace, get,
     ready_pods, serve_text, wait_for_ready_pod, Dashboard,
 };
-use mesh_e2e::{free_port, repo_root, wait_for, Cluster};
+use mesh_e2e::{free_port, wait_for, Cluster};
 
 const NS: &str = "e2e-dashboard";
 
@@ -64,17 +64,7 @@ fn the_mesh_namespace_comes_from_the_installed_mesh_install() {
     ensure_namespace(&cluster, owner_ns);
     ensure_namespace(&cluster, mesh_ns);
     let crd = "meshinstalls.install.meshctl.dev";
-    if !cluster.kubectl(&["get", "crd", crd]).status.success() {
-        let path = repo_root().join(format!("crds/generated/{crd}.yaml"));
-        let path = path.to_string_lossy().into_owned();
-        cluster.kubectl_ok(&["apply", "--server-side", "--field-manager=e2e", "-f", &path]);
-        cluster.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{crd}"),
-        ]);
-    }
+    mesh_e2e::ensure_crd(&cluster, crd);
     let install = serde_json::json!({
         "apiVersion": "install.meshctl.dev/v1alpha1",
         "kind": "MeshInstall",

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace, get};
 use mesh_e2e::mesh_pod::{App, MeshPod, MeshdAddress};
-use mesh_e2e::meshd::{install_revision_with, Meshd};
+use mesh_e2e::meshd::{install_revision_with, remove_webhooks, Meshd};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use serde_json::Value;
 
@@ -328,6 +328,11 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         "every proxy SYNCED with meshd",
         Duration::from_secs(60),
         || all_synced(&meshd, 5).then_some(()),
+    );
+    wait_for(
+        "every proxy ready (its workload certificate loaded)",
+        Duration::from_secs(60),
+        || (pods.iter().all(MeshPod::is_ready) && gateway.is_ready()).then_some(()),
     );
 
     // Without routing rules, both reviews endpoints answer through the two sidecars.
@@ -647,18 +652,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 
-    for (kind, name) in [
-        (
-            "mutatingwebhookconfiguration",
-            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
-        ),
-        (
-            "validatingwebhookconfiguration",
-            format!("meshd-validator-{REVISION}-{NS}"),
-        ),
-    ] {
-        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
-    }
+    remove_webhooks(&cluster, NS, REVISION);
     drop(pods);
     drop(gateway);
     drop(meshd);

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
-use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::meshd::{install_revision, remove_webhooks, set_route_timeout, Meshd};
 use mesh_e2e::xds_client::{body, node, XdsClient};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use mesh_xds::types;
@@ -92,17 +92,7 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     assert_eq!(service["endpoints"][0]["workload"], "reviews-v1");
 
     // A change through the API server reaches the proxy.
-    let patched = cluster.kubectl(&[
-        "patch",
-        "virtualservice",
-        "reviews",
-        "-n",
-        APP_NS,
-        "--type=json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "7s"}]"#,
-    ]);
-    assert!(patched.status.success(), "{}", stderr(&patched));
+    set_route_timeout(&cluster, APP_NS, "reviews", "7s");
     let started = std::time::Instant::now();
     let vs = proxy
         .wait_for(|r| {
@@ -122,17 +112,7 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     let broken = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: broken, namespace: e2e-push-app}\nspec:\n  hosts: [ratings]\n  http: [{timeout: soon, route: [{destination: {host: ratings}}]}]\n";
     let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], broken);
     assert!(out.status.success(), "{}", stderr(&out));
-    let patched = cluster.kubectl(&[
-        "patch",
-        "virtualservice",
-        "reviews",
-        "-n",
-        APP_NS,
-        "--type=json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "9s"}]"#,
-    ]);
-    assert!(patched.status.success(), "{}", stderr(&patched));
+    set_route_timeout(&cluster, APP_NS, "reviews", "9s");
     let vs = proxy
         .wait_for(|r| {
             r.type_url == types::VIRTUAL_SERVICE
@@ -225,18 +205,7 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
         stderr(&out)
     );
 
-    for (kind, name) in [
-        (
-            "mutatingwebhookconfiguration",
-            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
-        ),
-        (
-            "validatingwebhookconfiguration",
-            format!("meshd-validator-{REVISION}-{NS}"),
-        ),
-    ] {
-        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
-    }
+    remove_webhooks(&cluster, NS, REVISION);
     drop(meshd);
     let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
 }

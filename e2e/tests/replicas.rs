@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
-use mesh_e2e::meshd::{install_revision, Meshd};
+use mesh_e2e::meshd::{install_revision, remove_webhooks, set_route_timeout, Meshd};
 use mesh_e2e::xds_client::{body, node, XdsClient};
 use mesh_e2e::{stderr, stdout, wait_for, Cluster};
 use mesh_xds::types;
@@ -180,17 +180,7 @@ async fn two_replicas_share_one_root_and_serve_proxies_alike() {
             .wait_for(|r| r.type_url == types::SERVICE && body(r, &host).is_some())
             .await;
     }
-    let patched = cluster.kubectl(&[
-        "patch",
-        "virtualservice",
-        "ratings",
-        "-n",
-        APP_NS,
-        "--type=json",
-        "-p",
-        r#"[{"op": "replace", "path": "/spec/http/0/timeout", "value": "3s"}]"#,
-    ]);
-    assert!(patched.status.success(), "{}", stderr(&patched));
+    set_route_timeout(&cluster, APP_NS, "ratings", "3s");
     for proxy in [&mut on_a, &mut on_b] {
         proxy
             .wait_for(|r| {
@@ -222,18 +212,7 @@ async fn two_replicas_share_one_root_and_serve_proxies_alike() {
     assert!(text.contains("(2 meshd)"), "{text}");
     assert!(text.contains("(2 proxies)"), "{text}");
 
-    for (kind, name) in [
-        (
-            "mutatingwebhookconfiguration",
-            format!("meshd-sidecar-injector-{REVISION}-{NS}"),
-        ),
-        (
-            "validatingwebhookconfiguration",
-            format!("meshd-validator-{REVISION}-{NS}"),
-        ),
-    ] {
-        let _ = cluster.kubectl(&["delete", kind, &name, "--ignore-not-found"]);
-    }
+    remove_webhooks(&cluster, NS, REVISION);
     drop((a, b));
     let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
 }

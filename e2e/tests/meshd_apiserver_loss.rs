@@ -1,0 +1,133 @@
+//! meshd while the API server is away: it keeps serving the last known configuration (to the
+//! proxy already connected and to one that connects meanwhile), says so in its readiness and in
+//! `meshd_watch_failing_kinds`, and follows changes again once the API server is back.
+//!
+//! A test binary of its own, so no other test runs while the API server is down.
+
+use std::process::Command;
+use std::time::Duration;
+
+use mesh_e2e::dashboard::ensure_namespace;
+use mesh_e2e::meshd::{install_revision, remove_webhooks, set_route_timeout, Meshd};
+use mesh_e2e::xds_client::{body, node, XdsClient};
+use mesh_e2e::{repo_root, stderr, wait_for, Cluster};
+use mesh_xds::types;
+
+const NS: &str = "e2e-apiloss";
+const APP_NS: &str = "e2e-apiloss-app";
+const REVISION: &str = "apiloss";
+/// Long enough for meshd to notice and for the checks made meanwhile.
+const DOWN_SECONDS: u64 = 25;
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: e2e-apiloss-app}
+spec:
+  selector: {app: details}
+  ports: [{name: http, port: 9080, targetPort: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details, namespace: e2e-apiloss-app}
+spec:
+  hosts: [details]
+  http: [{timeout: 5s, route: [{destination: {host: details}}]}]
+"#;
+
+/// meshd's `/ready` answer, or the error reaching it.
+fn readiness(meshd: &Meshd) -> String {
+    mesh_e2e::dashboard::get_within(
+        &format!("{}/ready", meshd.debug_url),
+        Duration::from_secs(2),
+    )
+    .unwrap_or_else(|e| format!("unreachable: {e}"))
+}
+
+/// The value of `meshd_watch_failing_kinds` on meshd's `/metrics`.
+fn failing_kinds(meshd: &Meshd) -> Option<f64> {
+    let text = mesh_e2e::dashboard::get_within(
+        &format!("{}/metrics", meshd.debug_url),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("meshd_watch_failing_kinds "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshd_serves_the_last_known_state_while_the_api_server_is_away() {
+    let cluster = Cluster::from_env();
+    let _ = cluster.kubectl(&[
+        "delete",
+        "namespace",
+        APP_NS,
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let ip = install_revision(&cluster, NS, REVISION);
+    let meshd = Meshd::start(&cluster, NS, &format!("meshd-{REVISION}"), &ip);
+    ensure_namespace(&cluster, APP_NS);
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], APP);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = format!("details.{APP_NS}.svc.cluster.local");
+    let vs = format!("{APP_NS}/details");
+    let mut before = XdsClient::connect(meshd.grpc_port, node("web-1", APP_NS, "web")).await;
+    before
+        .wait_for(|r| r.type_url == types::SERVICE && body(r, &host).is_some())
+        .await;
+    assert_eq!(failing_kinds(&meshd), Some(0.0));
+
+    let mut restart = Command::new(repo_root().join("e2e/cluster.sh"))
+        .arg("restart-apiserver")
+        .env("APISERVER_DOWN_SECONDS", DOWN_SECONDS.to_string())
+        .spawn()
+        .expect("cluster.sh runs");
+
+    // meshd notices, and says so.
+    let said = wait_for(
+        "meshd's readiness to name the lost API server",
+        Duration::from_secs(DOWN_SECONDS - 5),
+        || {
+            let r = readiness(&meshd);
+            r.contains("the API server cannot be watched").then_some(r)
+        },
+    );
+    assert!(!said.starts_with("ready"), "{said}");
+    assert!(
+        failing_kinds(&meshd).is_some_and(|n| n >= 1.0),
+        "meshd_watch_failing_kinds: {:?}",
+        failing_kinds(&meshd)
+    );
+    // A proxy that connects now gets the last known configuration.
+    let mut during = XdsClient::connect(meshd.grpc_port, node("web-2", APP_NS, "web")).await;
+    during
+        .wait_for(|r| r.type_url == types::SERVICE && body(r, &host).is_some())
+        .await;
+
+    let status = restart.wait().expect("cluster.sh ends");
+    assert!(status.success(), "restart-apiserver failed");
+
+    // Back: ready again, and changes flow to both proxies.
+    wait_for(
+        "meshd ready again after the API server came back",
+        Duration::from_secs(60),
+        || readiness(&meshd).starts_with("ready").then_some(()),
+    );
+    assert_eq!(failing_kinds(&meshd), Some(0.0));
+    set_route_timeout(&cluster, APP_NS, "details", "2s");
+    for proxy in [&mut before, &mut during] {
+        proxy
+            .wait_for(|r| {
+                r.type_url == types::VIRTUAL_SERVICE
+                    && body(r, &vs).is_some_and(|b| b["http"][0]["timeout"] == "2s")
+            })
+            .await;
+    }
+
+    remove_webhooks(&cluster, NS, REVISION);
+    drop(meshd);
+    let _ = cluster.kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
+}
