@@ -427,6 +427,8 @@ cmd_up() {
     --v=1
   wait_until kube-apiserver "kube-apiserver /readyz" probe kube-apiserver
 
+  # --node-monitor-grace-period: kwok's nodes miss heartbeats while a test keeps kube-apiserver
+  # down; marked NotReady, their pods would lose readiness for good (kwok does not restore it).
   start kube-controller-manager \
     --kubeconfig="$STATE_DIR/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$STATE_DIR/kube-controller-manager.kubeconfig" \
@@ -442,6 +444,7 @@ cmd_up() {
     --cluster-signing-cert-file="$PKI/ca.crt" \
     --cluster-signing-key-file="$PKI/ca.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
+    --node-monitor-grace-period=10m \
     --profiling=false \
     --v=1
   start kube-scheduler \

@@ -5,6 +5,7 @@
 //! [`generation::Generation`] on the [`hub::Hub`] → per proxy, the resources its [`scope`]
 //! allows, as a delta [`stream`] ([`server`], [`wire`]).
 
+mod backoff;
 pub mod convert;
 pub mod generation;
 pub mod hub;

@@ -284,13 +284,16 @@ async fn watch(client: Client, kind: Kind, store: Store) {
     // Small pages: a page of a LIST is parsed whole before it is slimmed, and a page of 500
     // pods is tens of megabytes of JSON values.
     let mut events = watcher::watcher(api, watcher::Config::default().page_size(100))
-        .default_backoff()
+        .backoff(super::backoff::WatchBackoff::default())
         .boxed();
     let mut reported = false;
     while let Some(event) = events.next().await {
         match event {
             Ok(event) => {
-                reported = false;
+                if reported {
+                    info!(?kind, "watch back");
+                    reported = false;
+                }
                 store.apply(kind, event);
             }
             Err(e) if is_not_served(&e) => store.absent(kind),
