@@ -77,6 +77,19 @@ impl Cluster {
 }
 
 /// Polls `check` until it returns `Some`, for at most `timeout`; panics with `what` otherwise.
+/// Runs `meshctl args` until it succeeds (within `timeout`) and returns that run: for commands
+/// that go through a port-forward kwok sets up only once it has seen the PortForward object.
+pub fn meshctl_until_ok(cluster: &Cluster, args: &[&str], timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = cluster.meshctl(args, "");
+        if out.status.success() || Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {

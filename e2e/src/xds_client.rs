@@ -69,6 +69,11 @@ impl XdsClient {
         Some(response)
     }
 
+    /// ACKs whatever comes until nothing has for `quiet`: the proxy is then in sync.
+    pub async fn settle(&mut self, quiet: Duration) {
+        while self.next(quiet).await.is_some() {}
+    }
+
     /// ACKs responses until one satisfies `wanted` (within 30 s).
     pub async fn wait_for(&mut self, wanted: impl Fn(&DeltaResponse) -> bool) -> DeltaResponse {
         let deadline = Instant::now() + Duration::from_secs(30);

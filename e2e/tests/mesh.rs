@@ -15,7 +15,7 @@ use std::time::Duration;
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace, get};
 use mesh_e2e::mesh_pod::{App, MeshPod, MeshdAddress};
 use mesh_e2e::meshd::{install_revision_with, remove_webhooks, Meshd};
-use mesh_e2e::{stderr, stdout, wait_for, Cluster};
+use mesh_e2e::{meshctl_until_ok, stderr, stdout, wait_for, Cluster};
 use serde_json::Value;
 
 const NS: &str = "e2e-mesh";
@@ -585,7 +585,11 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         .and_then(|p| p.parse().ok())
         .expect("port");
     apply_port_forward(&cluster, NS, &meshd_pod, 8080, debug_port);
-    let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
+    let out = meshctl_until_ok(
+        &cluster,
+        &["proxy-status", "-i", NS],
+        Duration::from_secs(30),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let proxies = pods

@@ -45,6 +45,26 @@ impl Drop for Restart {
     }
 }
 
+/// Created after the restart, to see the cluster serve new pods again.
+const PROBE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: probe, namespace: e2e-apiloss-app}
+spec:
+  selector: {app: probe}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probe, namespace: e2e-apiloss-app}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec: {containers: [{name: probe, image: probe:v1, ports: [{containerPort: 80}]}]}
+"#;
+
 /// meshd's `/ready` answer, whatever its status (a 503 names what is missing).
 fn readiness(meshd: &Meshd) -> String {
     let out = Command::new("curl")
@@ -148,6 +168,23 @@ async fn meshd_serves_the_last_known_state_while_the_api_server_is_away() {
             })
             .await;
     }
+
+    // The tests after this one need the whole cluster back: the controllers and kwok follow
+    // the API server again on their own backoff. A new pod reaching a Service's endpoints says
+    // they all do.
+    let out = cluster.kubectl_with_stdin(&["apply", "-f", "-"], PROBE);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(
+        "a new pod in a Service's endpoints after the restart",
+        Duration::from_secs(180),
+        || {
+            let out = cluster.kubectl(&["get", "endpoints", "probe", "-n", APP_NS, "-o", "json"]);
+            let endpoints: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            endpoints["subsets"][0]["addresses"][0]["ip"]
+                .as_str()
+                .map(|_| ())
+        },
+    );
 
     remove_webhooks(&cluster, NS, REVISION);
     drop(meshd);

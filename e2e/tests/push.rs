@@ -12,7 +12,7 @@ use std::time::Duration;
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
 use mesh_e2e::meshd::{install_revision, remove_webhooks, set_route_timeout, Meshd};
 use mesh_e2e::xds_client::{body, node, XdsClient};
-use mesh_e2e::{stderr, stdout, wait_for, Cluster};
+use mesh_e2e::{meshctl_until_ok, stderr, stdout, wait_for, Cluster};
 use mesh_xds::types;
 use serde_json::Value;
 
@@ -166,7 +166,11 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
         .and_then(|p| p.parse().ok())
         .expect("debug port");
     apply_port_forward(&cluster, NS, &pod, 8080, debug_port);
-    let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
+    let out = meshctl_until_ok(
+        &cluster,
+        &["proxy-status", "-i", NS],
+        Duration::from_secs(30),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let row = text

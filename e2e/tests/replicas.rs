@@ -11,7 +11,7 @@ use std::time::Duration;
 use mesh_e2e::dashboard::{apply_port_forward, ensure_namespace};
 use mesh_e2e::meshd::{install_revision, remove_webhooks, set_route_timeout, Meshd};
 use mesh_e2e::xds_client::{body, node, XdsClient};
-use mesh_e2e::{stderr, stdout, wait_for, Cluster};
+use mesh_e2e::{meshctl_until_ok, stderr, stdout, wait_for, Cluster};
 use mesh_xds::types;
 use serde_json::Value;
 
@@ -191,11 +191,19 @@ async fn two_replicas_share_one_root_and_serve_proxies_alike() {
             .await;
     }
 
+    for proxy in [&mut on_a, &mut on_b] {
+        proxy.settle(Duration::from_secs(2)).await;
+    }
+
     // proxy-status and version ask every replica, through the API server.
     let (pod_a, pod_b) = (pod_at(&cluster, &ips[0]), pod_at(&cluster, &ips[1]));
     apply_port_forward(&cluster, NS, &pod_a, 8080, debug_port(&a));
     apply_port_forward(&cluster, NS, &pod_b, 8080, debug_port(&b));
-    let out = cluster.meshctl(&["proxy-status", "-i", NS], "");
+    let out = meshctl_until_ok(
+        &cluster,
+        &["proxy-status", "-i", NS],
+        Duration::from_secs(30),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for (proxy, pod) in [("reviews-a", &pod_a), ("reviews-b", &pod_b)] {
