@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tonic::Streaming;
 
 pub struct XdsClient {
-    requests: mpsc::Sender<DeltaRequest>,
-    responses: Streaming<DeltaResponse>,
+    /// Responses, each already ACKed by the task that reads the stream.
+    responses: mpsc::UnboundedReceiver<DeltaResponse>,
 }
 
 /// The node of a proxy for pod `pod` of workload `workload` (label `app=<workload>`) in `ns`.
@@ -41,40 +41,42 @@ impl XdsClient {
         .expect("hello");
         let requests =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-        let responses = client
+        let mut stream: Streaming<DeltaResponse> = client
             .delta_stream(requests)
             .await
             .expect("stream")
             .into_inner();
-        XdsClient {
-            requests: tx,
-            responses,
-        }
+        // Every response is ACKed as it arrives, as mesh-proxy does, whether or not the test
+        // is reading them at the time (else meshd rightly shows the proxy STALE).
+        let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(response)) = stream.message().await {
+                let ack = DeltaRequest {
+                    type_url: response.type_url.clone(),
+                    response_nonce: response.nonce.clone(),
+                    ..DeltaRequest::default()
+                };
+                if tx.send(ack).await.is_err() || seen_tx.send(response).is_err() {
+                    return;
+                }
+            }
+        });
+        XdsClient { responses: seen_rx }
     }
 
-    /// The next response, ACKed.
+    /// The next response (already ACKed).
     pub async fn next(&mut self, within: Duration) -> Option<DeltaResponse> {
-        let response = tokio::time::timeout(within, self.responses.message())
+        tokio::time::timeout(within, self.responses.recv())
             .await
             .ok()?
-            .ok()??;
-        self.requests
-            .send(DeltaRequest {
-                type_url: response.type_url.clone(),
-                response_nonce: response.nonce.clone(),
-                ..DeltaRequest::default()
-            })
-            .await
-            .ok()?;
-        Some(response)
     }
 
-    /// ACKs whatever comes until nothing has for `quiet`: the proxy is then in sync.
+    /// Takes whatever comes until nothing has for `quiet`.
     pub async fn settle(&mut self, quiet: Duration) {
         while self.next(quiet).await.is_some() {}
     }
 
-    /// ACKs responses until one satisfies `wanted` (within 30 s).
+    /// Takes responses until one satisfies `wanted` (within 30 s).
     pub async fn wait_for(&mut self, wanted: impl Fn(&DeltaResponse) -> bool) -> DeltaResponse {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -588,7 +588,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -169,7 +169,7 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -202,7 +202,7 @@ async fn two_replicas_share_one_root_and_serve_proxies_alike() {
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],
-        Duration::from_secs(30),
+        Duration::from_secs(90),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
