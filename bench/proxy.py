@@ -104,12 +104,7 @@ def cpu_ms(pids):
                     ns += int(f.read().split()[0])
             total += ns / 1e6
         except (OSError, ValueError, IndexError):
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) * 1000.0 / CLK_TCK  # utime, stime
-            except OSError:
-                pass
+            total += sum(ticks([p])) * 1000.0 / CLK_TCK
     return total
 
 

@@ -67,6 +67,8 @@ pub struct Meshd {
     log: PathBuf,
     /// `http://127.0.0.1:<port>`: `/ready`, `/metrics`, the debug page.
     pub debug_url: String,
+    /// The port of `debug_url` (what a port-forward to meshd's pod port 8080 targets).
+    pub debug_port: u16,
     /// meshd's plain-text gRPC port on 127.0.0.1; its TLS port is 15012 at the pod's IP.
     pub grpc_port: u16,
     _address: HostAddress,
@@ -254,6 +256,7 @@ impl Meshd {
                 child,
                 log: log.clone(),
                 debug_url: format!("http://127.0.0.1:{}", ports.debug),
+                debug_port: ports.debug,
                 grpc_port: ports.grpc,
                 _address: HostAddress { ip: String::new() },
             };

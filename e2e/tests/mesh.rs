@@ -578,13 +578,7 @@ fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
         .as_str()
         .expect("meshd pod")
         .to_owned();
-    let debug_port: u16 = meshd
-        .debug_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    apply_port_forward(&cluster, NS, &meshd_pod, 8080, debug_port);
+    apply_port_forward(&cluster, NS, &meshd_pod, 8080, meshd.debug_port);
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],

@@ -159,13 +159,7 @@ async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_sy
         .as_str()
         .expect("meshd pod")
         .to_owned();
-    let debug_port: u16 = meshd
-        .debug_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("debug port");
-    apply_port_forward(&cluster, NS, &pod, 8080, debug_port);
+    apply_port_forward(&cluster, NS, &pod, 8080, meshd.debug_port);
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],

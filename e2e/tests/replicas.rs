@@ -77,15 +77,6 @@ fn pod_at(cluster: &Cluster, ip: &str) -> String {
         .to_owned()
 }
 
-fn debug_port(meshd: &Meshd) -> u16 {
-    meshd
-        .debug_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("debug port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_root_and_serve_proxies_alike() {
     let cluster = Cluster::from_env();
@@ -197,8 +188,8 @@ async fn two_replicas_share_one_root_and_serve_proxies_alike() {
 
     // proxy-status and version ask every replica, through the API server.
     let (pod_a, pod_b) = (pod_at(&cluster, &ips[0]), pod_at(&cluster, &ips[1]));
-    apply_port_forward(&cluster, NS, &pod_a, 8080, debug_port(&a));
-    apply_port_forward(&cluster, NS, &pod_b, 8080, debug_port(&b));
+    apply_port_forward(&cluster, NS, &pod_a, 8080, a.debug_port);
+    apply_port_forward(&cluster, NS, &pod_b, 8080, b.debug_port);
     let out = meshctl_until_ok(
         &cluster,
         &["proxy-status", "-i", NS],
