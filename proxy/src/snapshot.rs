@@ -255,6 +255,15 @@ pub fn in_subnet(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
 }
 
 impl Snapshot {
+    /// The filter chain of the side a connection came in on.
+    pub fn chain_for(&self, side: &crate::listener::Side) -> &Chain {
+        if *side == crate::listener::Side::Inbound {
+            &self.inbound_chain
+        } else {
+            &self.outbound_chain
+        }
+    }
+
     pub fn build(
         config: cfg::ProxyConfig,
         generation: u64,

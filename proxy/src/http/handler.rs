@@ -113,11 +113,7 @@ pub async fn handle(
         client_h2,
     };
     let inbound = info.side == Side::Inbound;
-    let chain = if inbound {
-        &snap.inbound_chain
-    } else {
-        &snap.outbound_chain
-    };
+    let chain = snap.chain_for(&info.side);
     let (mut parts, body) = req.into_parts();
     let observation = chain.observe(&mut parts, &info);
     let f = match chain.on_request(&parts, &info) {
@@ -134,10 +130,7 @@ pub async fn handle(
         labels,
         flags,
     } = f;
-    let labels = match &info.security {
-        Some(s) if inbound => s.labels(&labels, &snap.metrics),
-        _ => labels,
-    };
+    let labels = info.request_labels(&labels, &snap.metrics);
     meter(&ctx, &mut response, labels, flags, start, request_bytes);
     if let Some(o) = observation {
         o.attach(&mut response);

@@ -47,6 +47,21 @@ pub struct ConnInfo {
     pub security: Option<crate::tls::inbound::PeerSecurity>,
 }
 
+impl ConnInfo {
+    /// A request's metric labels as this connection reports them: on the inbound side of an
+    /// mTLS connection they name the peer (`source_principal`, `connection_security_policy`).
+    pub fn request_labels(
+        &self,
+        labels: &Arc<crate::metrics::LabelSet>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Arc<crate::metrics::LabelSet> {
+        match &self.security {
+            Some(s) if self.side == Side::Inbound => s.labels(labels, metrics),
+            _ => labels.clone(),
+        }
+    }
+}
+
 /// Binds a listening socket that several workers can share.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(addr);

@@ -111,11 +111,7 @@ pub async fn serve<S>(
         let Some(current) = store.load() else {
             return hand_off(io, buf, info, snap, store, drain.clone()).await;
         };
-        let chain = if info.side == Side::Inbound {
-            &current.inbound_chain
-        } else {
-            &current.outbound_chain
-        };
+        let chain = current.chain_for(&info.side);
         let plan = {
             let b = &buf[..];
             plan::plan(
@@ -359,14 +355,8 @@ impl<S: AsyncWrite + Unpin> Served<'_, S> {
             request_bytes: self.request_bytes,
             response_bytes,
         };
-        // The inbound side's labels say who the mTLS peer was, as on the full path.
-        match &self.info.security {
-            Some(s) if self.info.side == Side::Inbound => {
-                self.metrics
-                    .record_request(&s.labels(labels, self.metrics), &record);
-            }
-            _ => self.metrics.record_request(labels, &record),
-        }
+        self.metrics
+            .record_request(&self.info.request_labels(labels, self.metrics), &record);
         if let Some(o) = self.observation.take() {
             o.complete(&record, self.upstream.take(), details);
         }
