@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use mesh_proxy_config::{ConfigError, ProxyConfig};
 
-use crate::snapshot::Dump;
 use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +62,7 @@ pub fn load(path: &Path, store: &Store) -> Result<(), ConfigError> {
 /// ConfigMap swapped for the same content, needs no reload). Compared with the snapshot's own
 /// copy rather than a second one kept here: a large config is then held once.
 fn in_force(text: &[u8], store: &Store) -> bool {
-    store
-        .load()
-        .is_some_and(|s| matches!(&s.dump, Dump::Yaml(t) if t.as_bytes() == text))
+    store.load().is_some_and(|s| s.dump.is_yaml(text))
 }
 
 /// Watches `path` until the process ends, reloading on change.

@@ -12,7 +12,9 @@
 pub mod admin;
 pub mod cluster;
 pub mod config_source;
+pub mod default_routes;
 pub mod drain;
+pub mod dump;
 pub mod filters;
 pub mod http;
 pub mod iptables;

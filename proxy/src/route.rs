@@ -565,6 +565,8 @@ impl VirtualHost {
             }
             routes.push(compile_route(r, i, applicable, &name));
         }
+        // Kept for the snapshot's life; a pushed-to Vec has room for four routes.
+        routes.shrink_to_fit();
         VirtualHost {
             name,
             routes,
@@ -777,21 +779,40 @@ impl RouteTable {
 
     /// The virtual host for a `Host` / `:authority` value (its port is ignored).
     pub fn lookup(&self, authority: &str) -> Option<&Arc<VirtualHost>> {
-        let host = strip_port(authority);
-        let found = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.exact.get(&host.to_ascii_lowercase())
-        } else {
-            self.exact.get(host)
-        };
-        if found.is_some() {
-            return found;
-        }
-        let lower = host.to_ascii_lowercase();
+        let host = lower_host(authority);
+        self.exact(&host).or_else(|| self.wildcard(&host))
+    }
+
+    /// The virtual host claiming exactly this name (lower case, no port).
+    pub fn exact(&self, host: &str) -> Option<&Arc<VirtualHost>> {
+        self.exact.get(host)
+    }
+
+    /// The virtual host of the longest `*.suffix` matching this name (lower case, no port),
+    /// or of `*`.
+    pub fn wildcard(&self, host: &str) -> Option<&Arc<VirtualHost>> {
         self.suffixes
             .iter()
-            .find(|(s, _)| lower.ends_with(s.as_str()))
+            .find(|(s, _)| host.ends_with(s.as_str()))
             .map(|(_, v)| v)
             .or(self.any.as_ref())
+    }
+
+    /// Done inserting: drop the spare room of growth.
+    pub fn finish(&mut self) {
+        self.exact.shrink_to_fit();
+        self.suffixes.shrink_to_fit();
+    }
+}
+
+/// The host of a `Host` / `:authority` value, lower case, without its port; borrowed when it
+/// already is lower case, as it almost always is.
+pub fn lower_host(authority: &str) -> std::borrow::Cow<'_, str> {
+    let host = strip_port(authority);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
     }
 }
 

@@ -11,9 +11,12 @@ use mesh_proxy_config as cfg;
 use crate::cluster::{
     Cluster, ClusterPolicy, ClusterState, Endpoint, EndpointState, LabelContext, LbPolicy,
 };
+use crate::default_routes::DefaultRoutes;
+use crate::dump::{Dump, Format};
 use crate::filters::telemetry::Sinks;
 use crate::filters::InboundGuards;
 use crate::http::chain::Chain;
+use crate::listener::Side;
 use crate::metrics::{LabelSet, Metrics, Peer, Reporter, ServiceLabels};
 use crate::route::{DestRef, RouteTable, VirtualHost};
 use crate::tls::upstream::{EndpointTls, UpstreamTls, TLS_MODE_LABEL};
@@ -105,10 +108,34 @@ pub struct ServiceEntry {
     pub host: String,
     pub labels: Arc<ServiceLabels>,
     pub ports: Vec<PortEntry>,
-    endpoints: Vec<EndpointDef>,
+    // Boxed slices, not Vecs: a Vec collected from a filter keeps room for four.
+    endpoints: Box<[EndpointDef]>,
     rule: Option<Arc<cfg::DestinationRule>>,
     /// Compiled TCP routes of the VirtualService for this host, if any.
     pub tcp_routes: Vec<TcpRoute>,
+    /// Its route to itself, for names no VirtualService claims; made on first use.
+    default_host: OnceLock<Arc<VirtualHost>>,
+}
+
+impl ServiceEntry {
+    fn default_virtual_host(&self) -> &Arc<VirtualHost> {
+        self.default_host.get_or_init(|| {
+            let dest = DestRef {
+                host: self.host.clone(),
+                subset: None,
+                port: None,
+            };
+            Arc::new(VirtualHost::default_for(self.host.clone(), dest))
+        })
+    }
+
+    /// Whether a request to `port` may take the default route: an HTTP (or undeclared)
+    /// port of this service.
+    fn routes_http_on(&self, port: u16) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.number == port && p.protocol != Some(cfg::Protocol::Tcp))
+    }
 }
 
 pub struct TcpRoute {
@@ -130,23 +157,6 @@ struct CarriedCluster {
     endpoints: Vec<(SocketAddr, Arc<EndpointState>)>,
 }
 
-/// The text a snapshot was made from: the YAML file as it was read, or (for a snapshot built in
-/// code, such as a control-plane push) its JSON rendering.
-pub enum Dump {
-    Yaml(Box<str>),
-    Json(Box<str>),
-}
-
-impl Dump {
-    /// The config as a JSON value.
-    pub fn to_json(&self) -> Option<serde_json::Value> {
-        match self {
-            Dump::Yaml(t) => serde_yaml_ng::from_str(t).ok(),
-            Dump::Json(t) => serde_json::from_str(t).ok(),
-        }
-    }
-}
-
 pub struct Snapshot {
     /// Counts the snapshots this process loaded.
     pub generation: u64,
@@ -166,6 +176,8 @@ pub struct Snapshot {
     /// Plain listeners without a gateway: mesh routes of every port.
     pub http_any_port: RouteTable,
     pub http_by_gateway: HashMap<String, RouteTable>,
+    /// Names of services, for those no VirtualService claims on a port.
+    defaults: DefaultRoutes,
     pub inbound_ports: HashMap<u16, Option<cfg::Protocol>>,
     pub inbound_service: Arc<ServiceLabels>,
     pub outbound_mode: cfg::OutboundMode,
@@ -285,8 +297,11 @@ impl Snapshot {
         shared: Shared,
     ) -> Snapshot {
         let dump = match source {
-            Some(text) => Dump::Yaml(text),
-            None => Dump::Json(serde_json::to_string(&config).unwrap_or_default().into()),
+            Some(text) => Dump::new(Format::Yaml, &text),
+            None => Dump::new(
+                Format::Json,
+                &serde_json::to_string(&config).unwrap_or_default(),
+            ),
         };
         let node = &config.node.clone();
         let mtls = config.certificates.is_some();
@@ -347,10 +362,12 @@ impl Snapshot {
                     s.endpoints
                         .iter()
                         .filter_map(|e| EndpointDef::from(e, &trust_domain, &ns))
-                        .collect()
+                        .collect::<Vec<_>>()
+                        .into_boxed_slice()
                 },
                 rule: rules.get(s.host.as_str()).map(|r| Arc::new((*r).clone())),
                 tcp_routes: Vec::new(),
+                default_host: OnceLock::new(),
             });
             by_host.entry(s.host.clone()).or_insert(idx);
             for a in &s.addresses {
@@ -494,37 +511,26 @@ impl Snapshot {
                 }
             }
         }
-        // Services no VirtualService claims get a default route, per port.
+        // Services no VirtualService claims route to themselves: their names are indexed once
+        // here, and the port is checked when a request is routed (`virtual_host`).
+        let mut defaults = DefaultRoutes::default();
         for (i, s) in config.services.iter().enumerate() {
-            let dest = DestRef {
-                host: s.host.clone(),
-                subset: None,
-                port: None,
-            };
-            let vh = Arc::new(VirtualHost::default_for(s.host.clone(), dest));
-            let names = {
-                let mut v = vec![s.host.clone()];
-                v.extend(s.aliases.iter().cloned());
-                v.extend(s.addresses.iter().map(|a| a.to_string()));
-                v
-            };
-            for p in s.ports.iter().filter(|_| want_by_port) {
-                if p.protocol() == Some(cfg::Protocol::Tcp) {
-                    continue;
-                }
-                let table = http_by_port.entry(p.number).or_default();
-                for n in &names {
-                    if !table.contains(n) {
-                        table.insert(n, &vh);
-                    }
-                }
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            defaults.insert(&s.host, i);
+            for a in &s.aliases {
+                defaults.insert(a, i);
             }
-            for n in names.iter().filter(|_| want_any_port) {
-                if !http_any_port.contains(n) {
-                    http_any_port.insert(n, &vh);
-                }
+            for a in &s.addresses {
+                defaults.insert(&a.to_string(), i);
             }
-            let _ = i;
+        }
+        defaults.finish();
+        for t in http_by_port
+            .values_mut()
+            .chain(http_by_gateway.values_mut())
+            .chain([&mut http_any_port])
+        {
+            t.finish();
         }
 
         let inbound_service = config
@@ -577,6 +583,7 @@ impl Snapshot {
             http_by_port,
             http_any_port,
             http_by_gateway,
+            defaults,
             inbound_ports: config
                 .inbound
                 .ports
@@ -606,6 +613,43 @@ impl Snapshot {
             sinks: shared.sinks,
             config: Arc::new(config),
         }
+    }
+
+    /// The virtual host routing a request for `authority` that came in on `side` to `port`:
+    /// a VirtualService's exact name, else a service's own name (on a port it serves HTTP on,
+    /// for captured outbound traffic), else a VirtualService's wildcard.
+    pub fn virtual_host(
+        &self,
+        side: &Side,
+        port: u16,
+        authority: &str,
+    ) -> Option<&Arc<VirtualHost>> {
+        let table = match side {
+            Side::Outbound => self.http_by_port.get(&port),
+            Side::Gateway(g) => self.http_by_gateway.get(g),
+            Side::Plain | Side::Inbound => Some(&self.http_any_port),
+        };
+        let host = crate::route::lower_host(authority);
+        if let Some(vh) = table.and_then(|t| t.exact(&host)) {
+            return Some(vh);
+        }
+        let own = match side {
+            Side::Outbound => self
+                .defaults
+                .services(&host)
+                .map(|i| &self.services[i])
+                .find(|s| s.routes_http_on(port)),
+            Side::Plain => self
+                .defaults
+                .services(&host)
+                .next()
+                .map(|i| &self.services[i]),
+            Side::Gateway(_) | Side::Inbound => None,
+        };
+        if let Some(s) = own {
+            return Some(s.default_virtual_host());
+        }
+        table.and_then(|t| t.wildcard(&host))
     }
 
     pub fn service(&self, host: &str) -> Option<&ServiceEntry> {
@@ -862,5 +906,89 @@ virtualServices:
         let d = &svc.tcp_routes[0].dests[0].0;
         let c = s.cluster_for(d, 7000).expect("cluster");
         assert_eq!(c.endpoints[0].addr.to_string(), "10.1.0.2:2");
+    }
+
+    /// Where a request goes: the service of a default route, or the VirtualService's name.
+    fn routed(s: &Snapshot, side: Side, port: u16, authority: &str) -> Option<String> {
+        let vh = s.virtual_host(&side, port, authority)?;
+        Some(match &vh.default {
+            Some(d) => format!("service {}", d.dest.host),
+            None => format!("vs {}", vh.name),
+        })
+    }
+
+    const TWO_SERVICES_ONE_ALIAS: &str = "services:
+  - host: web.t.svc.cluster.local
+    aliases: [web, shared]
+    addresses: [10.0.0.1]
+    ports: [{number: 80, name: http}, {number: 5432, name: tcp-db}]
+    endpoints: [{address: 10.1.0.1}]
+  - host: api.t.svc.cluster.local
+    aliases: [api, shared]
+    ports: [{number: 8080, name: http}]
+    endpoints: [{address: 10.1.0.2}]
+";
+
+    #[test]
+    fn a_service_no_virtual_service_claims_routes_to_itself_on_its_http_ports() {
+        let s = build(TWO_SERVICES_ONE_ALIAS);
+        let web = Some("service web.t.svc.cluster.local".to_owned());
+        for name in [
+            "web.t.svc.cluster.local",
+            "Web.T.svc.cluster.local:80",
+            "web",
+            "10.0.0.1",
+        ] {
+            assert_eq!(routed(&s, Side::Outbound, 80, name), web, "{name}");
+        }
+        assert_eq!(
+            routed(&s, Side::Outbound, 8080, "web"),
+            None,
+            "not its port"
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 5432, "web"),
+            None,
+            "its TCP port"
+        );
+        assert_eq!(routed(&s, Side::Outbound, 80, "nobody"), None);
+        // A name two services have goes to the one serving the port asked for.
+        assert_eq!(routed(&s, Side::Outbound, 80, "shared"), web);
+        assert_eq!(
+            routed(&s, Side::Outbound, 8080, "shared").as_deref(),
+            Some("service api.t.svc.cluster.local")
+        );
+        // A plain listener routes on any port, to the first service with the name.
+        assert_eq!(routed(&s, Side::Plain, 9999, "shared"), web);
+        // A gateway routes only what its VirtualServices name.
+        assert_eq!(routed(&s, Side::Gateway("gw".into()), 80, "web"), None);
+    }
+
+    #[test]
+    fn a_virtual_service_name_beats_a_default_route_and_a_default_beats_a_wildcard() {
+        let s = build(&format!(
+            "{TWO_SERVICES_ONE_ALIAS}virtualServices:
+  - name: to-api
+    namespace: t
+    hosts: [web]
+    http: [{{route: [{{destination: {{host: api.t.svc.cluster.local}}}}]}}]
+  - name: catch-all
+    namespace: t
+    hosts: ['*.t.svc.cluster.local']
+    http: [{{route: [{{destination: {{host: web.t.svc.cluster.local}}}}]}}]
+"
+        ));
+        assert_eq!(
+            routed(&s, Side::Outbound, 80, "web").as_deref(),
+            Some("vs t/to-api")
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 8080, "api.t.svc.cluster.local").as_deref(),
+            Some("service api.t.svc.cluster.local")
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 80, "other.t.svc.cluster.local").as_deref(),
+            Some("vs t/catch-all")
+        );
     }
 }

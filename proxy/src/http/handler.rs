@@ -220,12 +220,7 @@ async fn outbound_request(
     let snap = ctx.snap;
     let port = ctx.info.destination.port();
     let authority = authority_of(&parts);
-    let table = match &ctx.info.side {
-        Side::Outbound => snap.http_by_port.get(&port),
-        Side::Gateway(g) => snap.http_by_gateway.get(g),
-        Side::Plain | Side::Inbound => Some(&snap.http_any_port),
-    };
-    let Some(vh) = table.and_then(|t| t.lookup(&authority)) else {
+    let Some(vh) = snap.virtual_host(&ctx.info.side, port, &authority) else {
         if ctx.info.side == Side::Outbound {
             if snap.outbound_mode == OutboundMode::AllowAny {
                 let cluster = snap.dynamic_cluster(false, ctx.info.destination);

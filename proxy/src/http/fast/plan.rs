@@ -141,12 +141,7 @@ pub fn plan<'s>(
         return forward_to(cluster, default_retry(), None);
     }
     let port = info.destination.port();
-    let table = match &info.side {
-        Side::Outbound => snap.http_by_port.get(&port),
-        Side::Gateway(g) => snap.http_by_gateway.get(g),
-        Side::Plain | Side::Inbound => Some(&snap.http_any_port),
-    };
-    let Some(vh) = table.and_then(|t| t.lookup(req.authority)) else {
+    let Some(vh) = snap.virtual_host(&info.side, port, req.authority) else {
         if info.side == Side::Outbound {
             if snap.outbound_mode == OutboundMode::AllowAny {
                 let cluster = snap.dynamic_cluster(false, info.destination);
