@@ -310,8 +310,15 @@ def measure_all(targets, loadgen, args):
             "rss_mb": rss_kb(tree(proc.pid)) / 1024.0 if proc else float("nan"),
             "rss_idle_mb": idle[name],
             "errors": sum(x["fixed_errors"] for x in rs) + sum(len(x["wrk_errors"]) for x in rs),
+            "rounds": rs,
         })
     return results
+
+
+def round_ratio(a, b, key):
+    """The median over rounds of a's figure over b's in the same round: the two ran seconds apart,
+    so load that came and went on a shared machine weighs on both alike."""
+    return median([x[key] / y[key] for x, y in zip(a["rounds"], b["rounds"]) if y[key]])
 
 
 def callgrind_total(path):
@@ -474,6 +481,14 @@ def main():
         o = by[peer]
         print(f"mesh-proxy / {peer}: max req/s {mp['max_rps'] / o['max_rps']:.2f}x, p99 {mp['p99_ms'] / o['p99_ms']:.2f}x, "
               f"CPU per 1k {mp['cpu_ms_per_1k'] / o['cpu_ms_per_1k']:.2f}x, RSS {mp['rss_mb'] / o['rss_mb']:.2f}x")
+    print()
+    print("the same, as the median of each round's own ratio (steadier on a shared machine):")
+    for peer in ("nginx", "haproxy"):
+        o = by[peer]
+        print(f"mesh-proxy / {peer}: max req/s {round_ratio(mp, o, 'max_rps'):.2f}x, "
+              f"p99 {round_ratio(mp, o, 'p99_ms'):.2f}x, CPU per 1k {round_ratio(mp, o, 'cpu_ms_per_1k'):.2f}x")
+    print(f"the direct path / nginx: max req/s {round_ratio(by['direct'], by['nginx'], 'max_rps'):.2f}x "
+          "(no proxy can beat the direct path: the backend and wrk share one core)")
     print()
     print(f"best of the rounds:          {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU-ms/1k':>10} {'max req/s':>10}")
     for r in results:
