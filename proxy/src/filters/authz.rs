@@ -189,8 +189,12 @@ impl Source {
 
 /// The path as authorization compares it: without the query, dot segments resolved, so that
 /// `/public/../admin` is `/admin` (Istio's BASE path normalization does the same).
-fn normalize_path(path: &str) -> String {
+fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
     let path = path.split(['?', '#']).next().unwrap_or("");
+    // Almost every path has no dot segment: then it is its own normal form, with no copy.
+    if path.starts_with('/') && !path.contains("/.") {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let mut out: Vec<&str> = Vec::new();
     for seg in path.split('/').skip(1) {
         match seg {
@@ -209,11 +213,15 @@ fn normalize_path(path: &str) -> String {
     if p.is_empty() || (path.ends_with("/.") || path.ends_with("/..")) && !p.ends_with('/') {
         p.push('/');
     }
-    p
+    std::borrow::Cow::Owned(p)
 }
 
 fn host_matches(p: &Pattern, host: &str) -> bool {
-    let lower = host.to_ascii_lowercase();
+    let lower = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    };
     if p.matches(&lower) {
         return true;
     }
@@ -523,6 +531,11 @@ mod tests {
         assert_eq!(normalize_path("/a/./b?x=1"), "/a/b");
         assert_eq!(normalize_path("/"), "/");
         assert_eq!(normalize_path("/a/"), "/a/");
+        assert_eq!(normalize_path("/a/.hidden/../b"), "/a/b");
+        assert_eq!(normalize_path("/a/.."), "/");
+        assert_eq!(normalize_path("/a/b/."), "/a/b/");
+        assert_eq!(normalize_path(""), "/");
+        assert_eq!(normalize_path("?q=/../x"), "/");
     }
 
     #[test]

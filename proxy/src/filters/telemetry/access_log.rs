@@ -29,8 +29,8 @@ pub struct Entry {
     pub authority: Option<String>,
     pub upstream_host: Option<String>,
     pub upstream_cluster: Option<String>,
-    pub downstream_local_address: String,
-    pub downstream_remote_address: String,
+    pub downstream_local_address: Addr,
+    pub downstream_remote_address: Addr,
     pub requested_server_name: Option<String>,
     pub route_name: Option<String>,
     pub downstream_peer_uri_san: Option<String>,
@@ -38,8 +38,45 @@ pub struct Entry {
     pub trace_id: Option<String>,
 }
 
+/// A socket address kept as one, not as text: written straight into the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr(pub std::net::SocketAddr);
+
+impl Default for Addr {
+    fn default() -> Addr {
+        Addr(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// `2024-06-01T12:34:56.789Z`.
 pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let mut s = String::with_capacity(24);
+    push_rfc3339_ms(&mut s, unix_ms);
+    s
+}
+
+/// Zero-padded decimal digits, without the formatter (this runs for every access log line).
+fn push_digits(out: &mut String, v: i64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut v = v.unsigned_abs();
+    let mut i = buf.len();
+    while v > 0 {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let start = i.min(buf.len() - width);
+    out.extend(buf[start..].iter().map(|&b| char::from(b)));
+}
+
+/// [`rfc3339_ms`] appended to `out`.
+pub fn push_rfc3339_ms(out: &mut String, unix_ms: u64) {
     let secs = unix_ms / 1000;
     let ms = unix_ms % 1000;
     let days = (secs / 86_400) as i64;
@@ -55,12 +92,19 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let rem = rem as i64;
+    for (v, width, sep) in [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (rem / 3600, 2, ':'),
+        ((rem % 3600) / 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (ms as i64, 3, 'Z'),
+    ] {
+        push_digits(out, v, width);
+        out.push(sep);
+    }
 }
 
 fn dash(v: &Option<String>) -> &str {
@@ -70,9 +114,14 @@ fn dash(v: &Option<String>) -> &str {
 impl Entry {
     /// Istio's default text format (`meshConfig.accessLogFormat` unset).
     pub fn text(&self) -> String {
-        format!(
-            "[{}] \"{} {} {}\" {} {} {} - \"{}\" {} {} {} - \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} - {} {} {} {}\n",
-            rfc3339_ms(self.start_ms),
+        use std::fmt::Write;
+        // Sized for a typical line, so that writing it does not grow the string step by step.
+        let mut s = String::with_capacity(320 + self.path.len());
+        s.push('[');
+        push_rfc3339_ms(&mut s, self.start_ms);
+        let _ = writeln!(
+            s,
+            "] \"{} {} {}\" {} {} {} - \"{}\" {} {} {} - \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} - {} {} {} {}",
             self.method,
             self.path,
             self.protocol,
@@ -93,7 +142,8 @@ impl Entry {
             self.downstream_remote_address,
             dash(&self.requested_server_name),
             dash(&self.route_name),
-        )
+        );
+        s
     }
 
     /// Istio's default JSON keys, plus the peers' identities and the trace id.
@@ -119,8 +169,8 @@ impl Entry {
             "upstream_host": self.upstream_host,
             "upstream_cluster": self.upstream_cluster,
             "upstream_local_address": null,
-            "downstream_local_address": self.downstream_local_address,
-            "downstream_remote_address": self.downstream_remote_address,
+            "downstream_local_address": self.downstream_local_address.to_string(),
+            "downstream_remote_address": self.downstream_remote_address.to_string(),
             "requested_server_name": self.requested_server_name,
             "route_name": self.route_name,
             "downstream_peer_uri_san": self.downstream_peer_uri_san,

@@ -63,16 +63,15 @@ pub fn uuid_v4() -> String {
     let mut b = fastrand::u128(..).to_be_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = u128::from_be_bytes(b);
-    let s = format!("{h:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..]
-    )
+    let digits = trace::hex::<32>(u128::from_be_bytes(b));
+    let mut s = String::with_capacity(36);
+    for (i, &d) in digits.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            s.push('-');
+        }
+        s.push(char::from(d));
+    }
+    s
 }
 
 fn roll(pct: f64) -> bool {
@@ -212,8 +211,8 @@ impl Telemetry {
             duration_ms: r.started.elapsed().as_millis() as u64,
             upstream_host: r.upstream.map(|a| a.to_string()),
             upstream_cluster: Some(r.cluster.to_owned()),
-            downstream_local_address: r.conn.destination.to_string(),
-            downstream_remote_address: r.conn.peer.to_string(),
+            downstream_local_address: access_log::Addr(r.conn.destination),
+            downstream_remote_address: access_log::Addr(r.conn.peer),
             requested_server_name: r.conn.security.as_ref().and_then(|s| s.sni.clone()),
             downstream_peer_uri_san: r
                 .conn
@@ -327,13 +326,13 @@ impl Observation {
             authority: self.authority,
             upstream_host,
             upstream_cluster,
-            downstream_local_address: self.local.to_string(),
-            downstream_remote_address: self.remote.to_string(),
+            downstream_local_address: access_log::Addr(self.local),
+            downstream_remote_address: access_log::Addr(self.remote),
             requested_server_name: self.sni,
             route_name: None,
             downstream_peer_uri_san: self.peer_identity.map(|i| i.to_string()),
             upstream_peer_uri_san: upstream_identity,
-            trace_id: self.span.map(|s| format!("{:032x}", s.trace_id)),
+            trace_id: self.span.map(|s| trace::hex_string::<32>(s.trace_id)),
         };
         t.sinks.log.write(match encoding {
             AccessLogEncoding::Text => e.text(),

@@ -21,6 +21,24 @@ pub struct Incoming {
     pub sampled: Option<bool>,
 }
 
+/// The low `N * 4` bits of `v` as `N` lower-case hex digits: ids written on every request
+/// without the formatter's growing buffer.
+pub fn hex<const N: usize>(v: u128) -> [u8; N] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; N];
+    let mut v = v;
+    for d in out.iter_mut().rev() {
+        *d = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+    out
+}
+
+/// [`hex`] as a `String`.
+pub fn hex_string<const N: usize>(v: u128) -> String {
+    hex::<N>(v).iter().map(|&b| char::from(b)).collect()
+}
+
 fn hex_u128(s: &str) -> Option<u128> {
     // B3 allows 64-bit trace ids (16 hex digits).
     if (s.len() != 32 && s.len() != 16) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -109,9 +127,9 @@ pub struct SpanContext {
     pub sampled: bool,
 }
 
-fn value(s: String) -> HeaderValue {
+fn value(b: Vec<u8>) -> HeaderValue {
     // Hex digits and dashes only: always a valid header value.
-    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::try_from(b).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Writes our span as the context of the next hop, in both W3C and B3 forms, so that apps
@@ -120,17 +138,30 @@ pub fn inject(h: &mut HeaderMap, s: &SpanContext) {
     let sampled = if s.sampled { "01" } else { "00" };
     h.insert(
         TRACEPARENT.clone(),
-        value(format!(
-            "00-{:032x}-{:016x}-{sampled}",
-            s.trace_id, s.span_id
-        )),
+        value(
+            [
+                &b"00-"[..],
+                &hex::<32>(s.trace_id),
+                b"-",
+                &hex::<16>(u128::from(s.span_id)),
+                b"-",
+                sampled.as_bytes(),
+            ]
+            .concat(),
+        ),
     );
     h.remove(&B3);
-    h.insert(B3_TRACE_ID.clone(), value(format!("{:032x}", s.trace_id)));
-    h.insert(B3_SPAN_ID.clone(), value(format!("{:016x}", s.span_id)));
+    h.insert(B3_TRACE_ID.clone(), value(hex::<32>(s.trace_id).to_vec()));
+    h.insert(
+        B3_SPAN_ID.clone(),
+        value(hex::<16>(u128::from(s.span_id)).to_vec()),
+    );
     match s.parent_id {
         Some(p) => {
-            h.insert(B3_PARENT_SPAN_ID.clone(), value(format!("{p:016x}")));
+            h.insert(
+                B3_PARENT_SPAN_ID.clone(),
+                value(hex::<16>(u128::from(p)).to_vec()),
+            );
         }
         None => {
             h.remove(&B3_PARENT_SPAN_ID);
@@ -160,6 +191,16 @@ pub fn new_trace_id() -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_zero_padded_lower_case() {
+        assert_eq!(&hex::<16>(0xab), b"00000000000000ab");
+        assert_eq!(
+            hex_string::<32>(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(hex_string::<4>(0x12345), "2345");
+    }
 
     #[test]
     fn reads_w3c_and_b3() {

@@ -272,16 +272,52 @@ impl ReqHead {
 
 pub fn header_map(buf: &[u8], headers: &[HeaderPos]) -> http::HeaderMap {
     let mut map = http::HeaderMap::with_capacity(headers.len());
+    // One copy of the head that every value points into, rather than a copy per value.
+    let end = headers.iter().map(|h| h.value.end).max().unwrap_or(0) as usize;
+    let shared = bytes::Bytes::copy_from_slice(&buf[..end.min(buf.len())]);
     for h in headers {
-        let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(h.name.get(buf)),
-            http::HeaderValue::from_bytes(h.value.get(buf)),
+        let name = h.name.get(buf);
+        let value = shared.slice(h.value.start as usize..h.value.end as usize);
+        let (Some(n), Ok(v)) = (
+            known_name(name).or_else(|| http::HeaderName::from_bytes(name).ok()),
+            http::HeaderValue::from_maybe_shared(value),
         ) else {
             continue;
         };
         map.append(n, v);
     }
     map
+}
+
+/// Header names the mesh itself sends on every request, which `http` has no constants for
+/// (it would copy each into an allocation of its own): kept once, cloned without copying.
+fn known_name(name: &[u8]) -> Option<http::HeaderName> {
+    static KNOWN: std::sync::OnceLock<Vec<http::HeaderName>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        [
+            "x-request-id",
+            "traceparent",
+            "tracestate",
+            "x-b3-traceid",
+            "x-b3-spanid",
+            "x-b3-parentspanid",
+            "x-b3-sampled",
+            "x-forwarded-client-cert",
+            "x-forwarded-proto",
+            "x-envoy-attempt-count",
+            "x-envoy-peer-metadata",
+            "x-envoy-peer-metadata-id",
+        ]
+        .into_iter()
+        .map(http::HeaderName::from_static)
+        .collect()
+    });
+    known
+        .iter()
+        .find(|k| {
+            k.as_str().len() == name.len() && k.as_str().as_bytes().eq_ignore_ascii_case(name)
+        })
+        .cloned()
 }
 
 pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -614,6 +650,19 @@ mod tests {
         let mut h = ReqHead::default();
         let p = h.parse(bytes);
         (p, h)
+    }
+
+    #[test]
+    fn the_header_map_has_every_header_as_sent() {
+        let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: 1-2\r\ntraceparent: 00-ab\r\nX-Mine: v\r\nx-mine: w\r\n\r\n";
+        let (_, h) = req(bytes);
+        let m = h.header_map(bytes);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m["host"], "a");
+        assert_eq!(m["x-request-id"], "1-2");
+        assert_eq!(m["traceparent"], "00-ab");
+        let mine: Vec<_> = m.get_all("x-mine").iter().collect();
+        assert_eq!(mine, ["v", "w"]);
     }
 
     #[test]
