@@ -769,8 +769,16 @@ impl RouteTable {
         }
     }
 
-    pub fn contains(&self, host: &str) -> bool {
-        self.exact.contains_key(&host.to_ascii_lowercase())
+    /// Whether a name (exact, `*.suffix` or `*`) is already claimed, as `insert` would see it.
+    pub fn claims(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        if host == "*" {
+            self.any.is_some()
+        } else if let Some(suffix) = host.strip_prefix('*') {
+            self.suffixes.iter().any(|(s, _)| s == suffix)
+        } else {
+            self.exact.contains_key(&host)
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -178,6 +178,10 @@ pub struct Snapshot {
     pub http_by_gateway: HashMap<String, RouteTable>,
     /// Names of services, for those no VirtualService claims on a port.
     defaults: DefaultRoutes,
+    /// Which sides route services by their own names: those with a listener in this config
+    /// (a connection accepted under an older one may still be open).
+    defaults_outbound: bool,
+    defaults_plain: bool,
     pub inbound_ports: HashMap<u16, Option<cfg::Protocol>>,
     pub inbound_service: Arc<ServiceLabels>,
     pub outbound_mode: cfg::OutboundMode,
@@ -512,16 +516,35 @@ impl Snapshot {
             }
         }
         // Services no VirtualService claims route to themselves: their names are indexed once
-        // here, and the port is checked when a request is routed (`virtual_host`).
+        // here, and the port is checked when a request is routed (`virtual_host`). Wildcard
+        // names (`*.example.com`, a ServiceEntry's) go into the tables instead, where they rank
+        // by length among the VirtualServices' wildcards, as every name once did.
         let mut defaults = DefaultRoutes::default();
         for (i, s) in config.services.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            defaults.insert(&s.host, i);
-            for a in &s.aliases {
-                defaults.insert(a, i);
-            }
-            for a in &s.addresses {
-                defaults.insert(&a.to_string(), i);
+            let names = std::iter::once(s.host.clone())
+                .chain(s.aliases.iter().cloned())
+                .chain(s.addresses.iter().map(|a| a.to_string()));
+            for name in names {
+                if !name.starts_with('*') {
+                    defaults.insert(&name, u32::try_from(i).unwrap_or(u32::MAX));
+                    continue;
+                }
+                let vh = || services[i].default_virtual_host();
+                if want_by_port {
+                    for p in s
+                        .ports
+                        .iter()
+                        .filter(|p| p.protocol() != Some(cfg::Protocol::Tcp))
+                    {
+                        let table = http_by_port.entry(p.number).or_default();
+                        if !table.claims(&name) {
+                            table.insert(&name, vh());
+                        }
+                    }
+                }
+                if want_any_port && !http_any_port.claims(&name) {
+                    http_any_port.insert(&name, vh());
+                }
             }
         }
         defaults.finish();
@@ -584,6 +607,8 @@ impl Snapshot {
             http_any_port,
             http_by_gateway,
             defaults,
+            defaults_outbound: want_by_port,
+            defaults_plain: want_any_port,
             inbound_ports: config
                 .inbound
                 .ports
@@ -634,17 +659,17 @@ impl Snapshot {
             return Some(vh);
         }
         let own = match side {
-            Side::Outbound => self
+            Side::Outbound if self.defaults_outbound => self
                 .defaults
                 .services(&host)
-                .map(|i| &self.services[i])
+                .filter_map(|i| self.services.get(i))
                 .find(|s| s.routes_http_on(port)),
-            Side::Plain => self
+            Side::Plain if self.defaults_plain => self
                 .defaults
                 .services(&host)
                 .next()
-                .map(|i| &self.services[i]),
-            Side::Gateway(_) | Side::Inbound => None,
+                .and_then(|i| self.services.get(i)),
+            _ => None,
         };
         if let Some(s) = own {
             return Some(s.default_virtual_host());
@@ -958,8 +983,6 @@ virtualServices:
             routed(&s, Side::Outbound, 8080, "shared").as_deref(),
             Some("service api.t.svc.cluster.local")
         );
-        // A plain listener routes on any port, to the first service with the name.
-        assert_eq!(routed(&s, Side::Plain, 9999, "shared"), web);
         // A gateway routes only what its VirtualServices name.
         assert_eq!(routed(&s, Side::Gateway("gw".into()), 80, "web"), None);
     }
@@ -990,5 +1013,64 @@ virtualServices:
             routed(&s, Side::Outbound, 80, "other.t.svc.cluster.local").as_deref(),
             Some("vs t/catch-all")
         );
+    }
+
+    #[test]
+    fn a_wildcard_service_routes_to_itself_below_longer_and_above_shorter_wildcards() {
+        let s = build(
+            "services:
+  - host: '*.wikipedia.org'
+    ports: [{number: 80, name: http}, {number: 5432, name: tcp}]
+    endpoints: [{address: 10.1.0.1}]
+virtualServices:
+  - name: short
+    namespace: t
+    hosts: ['*.org']
+    http: [{route: [{destination: {host: '*.wikipedia.org'}}]}]
+  - name: long
+    namespace: t
+    hosts: ['*.de.wikipedia.org']
+    http: [{route: [{destination: {host: '*.wikipedia.org'}}]}]
+",
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 80, "en.wikipedia.org").as_deref(),
+            Some("service *.wikipedia.org")
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 80, "a.de.wikipedia.org").as_deref(),
+            Some("vs t/long")
+        );
+        assert_eq!(
+            routed(&s, Side::Outbound, 80, "gnu.org").as_deref(),
+            Some("vs t/short")
+        );
+        let alone = build(
+            "services:
+  - host: '*.wikipedia.org'
+    ports: [{number: 80, name: http}, {number: 5432, name: tcp}]
+    endpoints: [{address: 10.1.0.1}]
+",
+        );
+        assert!(routed(&alone, Side::Outbound, 80, "en.wikipedia.org").is_some());
+        let tcp = routed(&alone, Side::Outbound, 5432, "en.wikipedia.org");
+        assert_eq!(tcp, None, "a TCP port");
+    }
+
+    #[test]
+    fn services_route_by_their_names_only_on_the_sides_the_config_listens_on() {
+        // Only a plain listener: a connection still open from an earlier config with outbound
+        // capture gets no default route from this one.
+        let s = build(&format!(
+            "listeners: [{{name: plain, address: '127.0.0.1:1'}}]\n{TWO_SERVICES_ONE_ALIAS}"
+        ));
+        assert_eq!(routed(&s, Side::Outbound, 80, "web"), None);
+        // A plain listener routes on any port, to the first service with the name.
+        let web = Some("service web.t.svc.cluster.local".to_owned());
+        assert_eq!(routed(&s, Side::Plain, 9999, "shared"), web);
+        assert_eq!(routed(&s, Side::Plain, 80, "web"), web);
+        // The sidecar's default listeners have no plain one.
+        let sidecar = build(TWO_SERVICES_ONE_ALIAS);
+        assert_eq!(routed(&sidecar, Side::Plain, 80, "web"), None);
     }
 }
