@@ -769,18 +769,6 @@ impl RouteTable {
         }
     }
 
-    /// Whether a name (exact, `*.suffix` or `*`) is already claimed, as `insert` would see it.
-    pub fn claims(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        if host == "*" {
-            self.any.is_some()
-        } else if let Some(suffix) = host.strip_prefix('*') {
-            self.suffixes.iter().any(|(s, _)| s == suffix)
-        } else {
-            self.exact.contains_key(&host)
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffixes.is_empty() && self.any.is_none()
     }
@@ -816,11 +804,15 @@ impl RouteTable {
 /// The host of a `Host` / `:authority` value, lower case, without its port; borrowed when it
 /// already is lower case, as it almost always is.
 pub fn lower_host(authority: &str) -> std::borrow::Cow<'_, str> {
-    let host = strip_port(authority);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    lowercase(strip_port(authority))
+}
+
+/// `s` in ASCII lower case, copied only when it has an upper-case letter.
+pub fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
     } else {
-        std::borrow::Cow::Borrowed(host)
+        std::borrow::Cow::Borrowed(s)
     }
 }
 

@@ -226,6 +226,13 @@ impl Shared {
     }
 }
 
+/// Every name a service answers to in a `Host` header: its host, aliases and addresses.
+fn service_names(s: &cfg::Service) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(s.host.clone())
+        .chain(s.aliases.iter().cloned())
+        .chain(s.addresses.iter().map(|a| a.to_string()))
+}
+
 fn service_labels(s: &cfg::Service) -> ServiceLabels {
     let mut parts = s.host.split('.');
     let first = parts.next().unwrap_or_default().to_owned();
@@ -395,13 +402,10 @@ impl Snapshot {
             .iter()
             .any(|l| l.capture == cfg::Capture::None && l.gateway.is_none());
         let names_of = |host: &str| -> Vec<String> {
-            let mut v = vec![host.to_owned()];
-            if let Some(&i) = by_host.get(host) {
-                let s = &config.services[i];
-                v.extend(s.aliases.iter().cloned());
-                v.extend(s.addresses.iter().map(|a| a.to_string()));
+            match by_host.get(host) {
+                Some(&i) => service_names(&config.services[i]).collect(),
+                None => vec![host.to_owned()],
             }
-            v
         };
         // A Gateway merged into another's listener: its routes go to that listener's table.
         let merged_into: HashMap<&str, &str> = listeners
@@ -521,29 +525,24 @@ impl Snapshot {
         // by length among the VirtualServices' wildcards, as every name once did.
         let mut defaults = DefaultRoutes::default();
         for (i, s) in config.services.iter().enumerate() {
-            let names = std::iter::once(s.host.clone())
-                .chain(s.aliases.iter().cloned())
-                .chain(s.addresses.iter().map(|a| a.to_string()));
-            for name in names {
+            for name in service_names(s) {
                 if !name.starts_with('*') {
                     defaults.insert(&name, u32::try_from(i).unwrap_or(u32::MAX));
                     continue;
                 }
-                let vh = || services[i].default_virtual_host();
+                // `insert` keeps a name's first claimer: the VirtualServices, inserted above.
+                let vh = services[i].default_virtual_host();
                 if want_by_port {
                     for p in s
                         .ports
                         .iter()
                         .filter(|p| p.protocol() != Some(cfg::Protocol::Tcp))
                     {
-                        let table = http_by_port.entry(p.number).or_default();
-                        if !table.claims(&name) {
-                            table.insert(&name, vh());
-                        }
+                        http_by_port.entry(p.number).or_default().insert(&name, vh);
                     }
                 }
-                if want_any_port && !http_any_port.claims(&name) {
-                    http_any_port.insert(&name, vh());
+                if want_any_port {
+                    http_any_port.insert(&name, vh);
                 }
             }
         }
@@ -1015,24 +1014,26 @@ virtualServices:
         );
     }
 
-    #[test]
-    fn a_wildcard_service_routes_to_itself_below_longer_and_above_shorter_wildcards() {
-        let s = build(
-            "services:
+    const WILDCARD_SERVICE: &str = "services:
   - host: '*.wikipedia.org'
     ports: [{number: 80, name: http}, {number: 5432, name: tcp}]
     endpoints: [{address: 10.1.0.1}]
-virtualServices:
+";
+
+    #[test]
+    fn a_wildcard_service_routes_to_itself_below_longer_and_above_shorter_wildcards() {
+        let s = build(&format!(
+            "{WILDCARD_SERVICE}virtualServices:
   - name: short
     namespace: t
     hosts: ['*.org']
-    http: [{route: [{destination: {host: '*.wikipedia.org'}}]}]
+    http: [{{route: [{{destination: {{host: '*.wikipedia.org'}}}}]}}]
   - name: long
     namespace: t
     hosts: ['*.de.wikipedia.org']
-    http: [{route: [{destination: {host: '*.wikipedia.org'}}]}]
-",
-        );
+    http: [{{route: [{{destination: {{host: '*.wikipedia.org'}}}}]}}]
+"
+        ));
         assert_eq!(
             routed(&s, Side::Outbound, 80, "en.wikipedia.org").as_deref(),
             Some("service *.wikipedia.org")
@@ -1045,13 +1046,7 @@ virtualServices:
             routed(&s, Side::Outbound, 80, "gnu.org").as_deref(),
             Some("vs t/short")
         );
-        let alone = build(
-            "services:
-  - host: '*.wikipedia.org'
-    ports: [{number: 80, name: http}, {number: 5432, name: tcp}]
-    endpoints: [{address: 10.1.0.1}]
-",
-        );
+        let alone = build(WILDCARD_SERVICE);
         assert!(routed(&alone, Side::Outbound, 80, "en.wikipedia.org").is_some());
         let tcp = routed(&alone, Side::Outbound, 5432, "en.wikipedia.org");
         assert_eq!(tcp, None, "a TCP port");

@@ -217,11 +217,7 @@ fn normalize_path(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn host_matches(p: &Pattern, host: &str) -> bool {
-    let lower = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(host)
-    };
+    let lower = crate::route::lowercase(host);
     if p.matches(&lower) {
         return true;
     }
