@@ -312,7 +312,8 @@ def run(b, mesh_proxy, nginx, haproxy, loadgen, args, d):
         rounds = list(zip(runs["direct"], runs["mesh-proxy"], runs[peer]))
         added = b.median([(m["p99_ms"] - d["p99_ms"]) / (o["p99_ms"] - d["p99_ms"])
                           for d, m, o in rounds if o["p99_ms"] > d["p99_ms"]])
-        cpu = {role: b.median([m[f"cpu_{role}"] / o[f"cpu_{role}"] for _, m, o in rounds]) for role in ("client", "server")}
+        cpu = {role: b.round_ratio({"rounds": runs["mesh-proxy"]}, {"rounds": runs[peer]}, f"cpu_{role}")
+               for role in ("client", "server")}
         print(f"  mesh-proxy / {peer}: added p99 {added:.2f}x; CPU per 1k client {cpu['client']:.2f}x, server {cpu['server']:.2f}x")
     # Other load only adds to a figure: the best round of each is the least disturbed.
     best = {name: {k: min(x[k] for x in rs) for k in rs[0].keys() if k != "errors"} for name, rs in runs.items()}

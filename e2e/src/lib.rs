@@ -50,6 +50,18 @@ impl Cluster {
         with_stdin(cmd, stdin)
     }
 
+    /// Deletes a namespace an earlier run may have left, waiting up to `timeout_secs` for it to
+    /// be gone, so that a test starts from nothing (no namespace is fine too).
+    pub fn delete_namespace_and_wait(&self, ns: &str, timeout_secs: u64) {
+        let _ = self.kubectl(&[
+            "delete",
+            "namespace",
+            ns,
+            "--wait=true",
+            &format!("--timeout={timeout_secs}s"),
+        ]);
+    }
+
     /// Runs kubectl and returns stdout, panicking with stderr when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -246,13 +246,7 @@ fn count(result: &Value, body_prefix: &str) -> u64 {
 #[test]
 fn traffic_follows_the_mesh_configuration_and_survives_a_meshd_restart() {
     let cluster = Cluster::from_env();
-    let _ = cluster.kubectl(&[
-        "delete",
-        "namespace",
-        APP_NS,
-        "--wait=true",
-        "--timeout=90s",
-    ]);
+    cluster.delete_namespace_and_wait(APP_NS, 90);
     let ip = install_revision_with(
         &cluster,
         NS,

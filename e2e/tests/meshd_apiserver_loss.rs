@@ -90,13 +90,7 @@ fn failing_kinds(meshd: &Meshd) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshd_serves_the_last_known_state_while_the_api_server_is_away() {
     let cluster = Cluster::from_env();
-    let _ = cluster.kubectl(&[
-        "delete",
-        "namespace",
-        APP_NS,
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    cluster.delete_namespace_and_wait(APP_NS, 60);
     let ip = install_revision(&cluster, NS, REVISION);
     let meshd = Meshd::start(&cluster, NS, &format!("meshd-{REVISION}"), &ip);
     ensure_namespace(&cluster, APP_NS);

@@ -49,13 +49,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_reaches_a_proxy_changes_follow_and_proxy_status_shows_it_synced() {
     let cluster = Cluster::from_env();
-    let _ = cluster.kubectl(&[
-        "delete",
-        "namespace",
-        APP_NS,
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    cluster.delete_namespace_and_wait(APP_NS, 60);
     let ip = install_revision(&cluster, NS, REVISION);
     let meshd = Meshd::start(&cluster, NS, &format!("meshd-{REVISION}"), &ip);
     ensure_namespace(&cluster, APP_NS);

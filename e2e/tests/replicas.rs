@@ -80,13 +80,7 @@ fn pod_at(cluster: &Cluster, ip: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_root_and_serve_proxies_alike() {
     let cluster = Cluster::from_env();
-    let _ = cluster.kubectl(&[
-        "delete",
-        "namespace",
-        APP_NS,
-        "--wait=true",
-        "--timeout=60s",
-    ]);
+    cluster.delete_namespace_and_wait(APP_NS, 60);
     install_revision(&cluster, NS, REVISION);
     // A namespace without a root yet, so that the two replicas race to create it.
     let _ = cluster.kubectl(&[

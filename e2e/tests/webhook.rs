@@ -75,7 +75,7 @@ fn pods_get_their_sidecar_through_the_api_server_and_invalid_istio_objects_are_r
     WebhookConfigs::remove(&cluster);
     let _configs = WebhookConfigs(&cluster);
     for ns in [APP_NS, PLAIN_NS] {
-        let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=true", "--timeout=60s"]);
+        cluster.delete_namespace_and_wait(ns, 60);
     }
     let ip = install_revision(&cluster, NS, REVISION);
     let meshd = Meshd::start(&cluster, NS, MESHD, &ip);
