@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Local Kubernetes control plane for meshctl's e2e tests.
+# Local Kubernetes cluster for meshctl's e2e tests and demo: control plane, kwok nodes, one real node.
 #
-#   e2e/cluster.sh build       build (or reuse cached) etcd, kube-apiserver,
-#                              kube-controller-manager, kube-scheduler, kubectl, kwok
+#   e2e/cluster.sh build       build (or reuse cached) etcd, kube-apiserver, kube-controller-manager,
+#                              kube-scheduler, kubectl, kubelet, kube-proxy, kwok, the node's images
 #   e2e/cluster.sh up          build if needed, start everything, wait until usable
 #   e2e/cluster.sh status      report component health; exit 0 only when healthy
 #   e2e/cluster.sh kubeconfig  print the admin kubeconfig path
@@ -11,6 +11,7 @@
 #   e2e/cluster.sh restart-apiserver  stop kube-apiserver and start it again, same flags
 #                                     (after APISERVER_DOWN_SECONDS, default 0)
 #   e2e/cluster.sh kubectl ARGS...  run the built kubectl against the cluster
+#   e2e/cluster.sh load-images ARCHIVE...  import image archives into the real node's containerd
 #
 # See e2e/README.md for environment variables, ports and timings.
 set -euo pipefail
@@ -40,8 +41,10 @@ SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
 
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+NODE_COMPONENTS=(containerd kubelet kube-proxy)
+COMPONENTS=("${CONTROL_PLANE[@]}" "${NODE_COMPONENTS[@]}")
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok)
 # Main packages built from e2e/k8s (one `go build`, so shared packages compile once).
 K8S_PKGS=(
   ./cmd/etcd
@@ -49,6 +52,8 @@ K8S_PKGS=(
   k8s.io/kubernetes/cmd/kube-controller-manager
   k8s.io/kubernetes/cmd/kube-scheduler
   k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kubelet
+  k8s.io/kubernetes/cmd/kube-proxy
 )
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -96,6 +101,12 @@ with_heartbeat() {
 }
 
 cmd_build() {
+  node_install_packages
+  build_binaries
+  node_build_images
+}
+
+build_binaries() {
   if binaries_ok; then
     log "binaries up to date in $BIN_DIR ($(build_stamp | cut -d' ' -f1-3))"
     return 0
@@ -123,7 +134,7 @@ cmd_build() {
     go list -mod=readonly -deps -f '{{with .Module}}{{.Path}}{{end}}' "${K8S_PKGS[@]}" | sort -u | wc -l)
   log "      $n modules ready in $((SECONDS - t))s"
 
-  log "[2/3] building etcd kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  log "[2/3] building etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy"
   t=$SECONDS
   (cd "$E2E_DIR/k8s" && with_heartbeat "building kubernetes" \
     go build -mod=readonly -buildvcs=false -trimpath -ldflags "$ldflags" -o "$tmp/" "${K8S_PKGS[@]}")
@@ -152,6 +163,9 @@ STATE_MARKER=$STATE_DIR/.meshctl-e2e-cluster
 
 kubectl_() { "$BIN_DIR/kubectl" --kubeconfig="$KUBECONFIG_PATH" "$@"; }
 
+# shellcheck source=e2e/node.sh
+source "$E2E_DIR/node.sh"
+
 pid_of() { [[ -f $RUN/$1.pid ]] && cat "$RUN/$1.pid"; }
 
 # True when the component's recorded pid is alive and still runs our binary.
@@ -173,12 +187,15 @@ probe() {
     kube-controller-manager) [[ "$(curl -ksS --max-time 3 "https://127.0.0.1:$KCM_PORT/healthz")" == ok ]] ;;
     kube-scheduler) [[ "$(curl -ksS --max-time 3 "https://127.0.0.1:$SCHEDULER_PORT/healthz")" == ok ]] ;;
     kwok) [[ "$(curl_pki "https://127.0.0.1:$KWOK_PORT/healthz")" == ok ]] ;;
+    containerd|kubelet|kube-proxy) node_probe "$1" ;;
   esac
 }
 
 # All fake nodes Ready, initialised by OUR node stage (its osImage marker):
 # kwok silently falls back to built-in stages if e2e/kwok/stages.yaml has none.
 nodes_ready() {
+  real_node_ready || return 1
+  [[ $NODES_MODE == real ]] && return 0
   local want have
   want=$(grep -c '^kind: Node' "$E2E_DIR/kwok/node.yaml")
   have=$(kubectl_ get nodes -l type=kwok \
@@ -189,6 +206,7 @@ nodes_ready() {
 
 healthy() {
   [[ -f $STATE_MARKER && -x $BIN_DIR/kubectl ]] || return 1
+  [[ "$(cat "$STATE_DIR/nodes-mode" 2>/dev/null)" == "$NODES_MODE" ]] || return 1
   local c
   for c in "${COMPONENTS[@]}"; do is_running "$c" && probe "$c" || return 1; done
   nodes_ready
@@ -221,7 +239,7 @@ gen_pki() {
       -out "$PKI/ca.crt" 2>/dev/null
     local server="extendedKeyUsage=serverAuth" client="extendedKeyUsage=clientAuth"
     sign apiserver kube-apiserver "" "$server
-subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_IP"
+subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$SERVICE_IP,IP:$NODE_IP"
     sign kwok-serving kwok "" "$server
 subjectAltName=DNS:localhost,IP:127.0.0.1"
     sign admin meshctl-e2e-admin system:masters "$client"
@@ -279,6 +297,14 @@ start() {
   echo $! > "$RUN/$name.pid"
 }
 
+# start_system NAME PATH ARGS...: like start, for a binary the system provides (containerd).
+start_system() {
+  local name=$1 path=$2; shift 2
+  log "starting $name ($path)"
+  setsid "$path" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! > "$RUN/$name.pid"
+}
+
 FAILED_COMPONENT=
 fail() {
   local comp=$1; shift
@@ -307,6 +333,7 @@ wait_until() {
 }
 
 stop_all() {
+  node_down
   local c pid pids=() names=()
   for c in "${COMPONENTS[@]}"; do
     if is_running "$c"; then
@@ -331,6 +358,12 @@ stop_all() {
   rm -f "$RUN"/*.pid
 }
 
+# stop_all, then undo what the real node changed on the host (mounts, bridge, rules, sysctls).
+stop_and_clean() {
+  stop_all
+  node_cleanup_host
+}
+
 remove_state() {
   [[ -e $STATE_DIR ]] || return 0
   [[ -f $STATE_MARKER ]] || die "refusing to delete $STATE_DIR: it is not a meshctl e2e state directory"
@@ -348,7 +381,7 @@ on_up_exit() {
   local rc=$?
   (( rc == 0 )) && return 0
   [[ -n $FAILED_COMPONENT ]] || log "ERROR: up failed (exit $rc)"
-  stop_all
+  stop_and_clean
   log "cluster stopped; state and logs kept in $STATE_DIR until '$0 down'"
 }
 
@@ -362,7 +395,7 @@ cmd_up() {
   cmd_build
   if [[ -e $STATE_DIR ]]; then
     log "cleaning up stale cluster state in $STATE_DIR"
-    stop_all
+    stop_and_clean
     remove_state
   fi
   local p
@@ -374,7 +407,13 @@ cmd_up() {
   mkdir -p "$STATE_DIR" "$RUN" "$LOGS" "$STATE_DIR/kwok"
   mkdir -m 700 "$STATE_DIR/etcd"
   touch "$STATE_MARKER"
+  echo "$NODES_MODE" >"$STATE_DIR/nodes-mode"
   trap on_up_exit EXIT
+  # The node's address must exist before the API server advertises it as the `kubernetes`
+  # Service's endpoint.
+  mkdir -p "$NODE"
+  node_set_sysctls
+  node_network
 
   gen_pki
   write_kubeconfig "$KUBECONFIG_PATH" meshctl-e2e-admin admin
@@ -398,14 +437,15 @@ cmd_up() {
 
   start kube-apiserver \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
+    --bind-address=0.0.0.0 \
+    --advertise-address="$NODE_IP" \
     --secure-port="$APISERVER_PORT" \
     --tls-cert-file="$PKI/apiserver.crt" \
     --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
     --allow-privileged=true \
     --service-account-issuer="$SA_ISSUER" \
     --service-account-key-file="$PKI/sa.pub" \
@@ -421,7 +461,6 @@ cmd_up() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
-    --endpoint-reconciler-type=none \
     --enable-aggregator-routing=true \
     --profiling=false \
     --v=1
@@ -476,12 +515,13 @@ cmd_up() {
     --cidr=10.244.0.1/16 \
     --node-lease-duration-seconds=40 \
     --enable-crds=PortForward,ClusterPortForward
-  kubectl_ apply -f "$E2E_DIR/kwok/node.yaml" >/dev/null
+  [[ $NODES_MODE == real ]] || kubectl_ apply -f "$E2E_DIR/kwok/node.yaml" >/dev/null
 
   wait_until kube-controller-manager "kube-controller-manager /healthz" probe kube-controller-manager
   wait_until kube-scheduler "kube-scheduler /healthz" probe kube-scheduler
   wait_until kwok "kwok /healthz" probe kwok
-  wait_until kwok "fake nodes to become Ready" nodes_ready
+  node_up
+  wait_until kwok "the nodes to become Ready" nodes_ready
   wait_until kube-controller-manager "service account default/default" \
     kubectl_ get serviceaccount default -n default
 
@@ -492,7 +532,7 @@ cmd_up() {
 
 cmd_down() {
   lock
-  stop_all
+  stop_and_clean
   remove_state
   log "cluster down"
 }
@@ -552,12 +592,19 @@ cmd_restart_apiserver() {
 
 # -------------------------------------------------------------------- main ---
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 main() {
   [[ $# -ge 1 ]] || usage
+  if [[ $1 == load-images ]]; then
+    shift
+    [[ $# -ge 1 ]] || usage
+    is_running containerd || die "the real node is not running; start the cluster with '$0 up'"
+    import_images "$@"
+    return 0
+  fi
   if [[ $1 == kubectl ]]; then
     shift
     [[ -x $BIN_DIR/kubectl ]] || die "kubectl is not built yet: run '$0 build'"
@@ -576,4 +623,4 @@ main() {
   esac
 }
 
-main "$@"
+main "$@"; exit  # one line: a script edited while it runs is not read again
