@@ -38,6 +38,14 @@ pub fn rewrite(containers: &mut [Value]) -> Map<String, Value> {
             let Some(get) = container[*field].get("httpGet").cloned() else {
                 continue;
             };
+            // The proxy probes over plain HTTP; an HTTPS probe is TLS the application ends itself,
+            // which passes through the proxy as it is, so the kubelet keeps it.
+            if get["scheme"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
+            {
+                continue;
+            }
             let path = format!("/app-health/{name}/{suffix}");
             let mut original = get.clone();
             let resolved = resolve_port(container, &get["port"]);
@@ -84,13 +92,19 @@ mod tests {
 
     #[test]
     fn http_probes_go_through_the_health_port_and_come_back() {
-        let original = vec![json!({
-            "name": "web",
-            "ports": [{"name": "http", "containerPort": 8080}],
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "timeoutSeconds": 3},
-            "livenessProbe": {"httpGet": {"path": "/live", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}},
-            "startupProbe": {"tcpSocket": {"port": 8080}},
-        })];
+        let original = vec![
+            json!({
+                "name": "web",
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "timeoutSeconds": 3},
+                "livenessProbe": {"httpGet": {"path": "/live", "port": 8080, "httpHeaders": [{"name": "X", "value": "1"}]}},
+                "startupProbe": {"tcpSocket": {"port": 8080}},
+            }),
+            json!({
+                "name": "tls",
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8443, "scheme": "HTTPS"}},
+            }),
+        ];
         let mut containers = original.clone();
         let probers = rewrite(&mut containers);
         assert_eq!(
@@ -104,6 +118,9 @@ mod tests {
         // Only HTTP probes: a TCP probe reaches the port, which the proxy does not capture for
         // the kubelet's source address anyway.
         assert_eq!(containers[0]["startupProbe"], original[0]["startupProbe"]);
+        // An HTTPS probe stays the kubelet's: the proxy probes over plain HTTP only.
+        assert_eq!(containers[1], original[1]);
+        assert_eq!(probers.len(), 2, "{probers:?}");
         assert_eq!(probers["/app-health/web/readyz"]["httpGet"]["port"], 8080);
         assert_eq!(probers["/app-health/web/readyz"]["timeoutSeconds"], 3);
         assert_eq!(

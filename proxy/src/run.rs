@@ -29,6 +29,8 @@ pub struct Options {
     pub admin: SocketAddr,
     pub health: SocketAddr,
     pub metrics: SocketAddr,
+    /// The proxy's and the application's metrics together (15020 in an injected pod).
+    pub merged_metrics: Option<SocketAddr>,
     pub log_level: String,
     pub set_log_level: SetLogLevel,
 }
@@ -50,8 +52,19 @@ async fn control(opts: Options, store: Arc<Store>, drain: Drain) -> anyhow::Resu
     let health = bind(opts.health).with_context(|| format!("health port {}", opts.health))?;
     let metrics = bind(opts.metrics).with_context(|| format!("metrics port {}", opts.metrics))?;
     let admin_listener = bind(opts.admin).with_context(|| format!("admin port {}", opts.admin))?;
-    tokio::spawn(admin::serve(health, admin::health(store.clone())));
+    let app = Arc::new(admin::app::App::from_env());
+    tokio::spawn(admin::serve_async(
+        health,
+        admin::health(store.clone(), app.clone()),
+    ));
     tokio::spawn(admin::serve(metrics, admin::metrics(store.clone())));
+    if let Some(addr) = opts.merged_metrics {
+        let merged = bind(addr).with_context(|| format!("merged metrics port {addr}"))?;
+        tokio::spawn(admin::serve_async(
+            merged,
+            admin::merged_metrics(store.clone(), app),
+        ));
+    }
     let (commands, mut command_rx) = mpsc::unbounded_channel();
     let admin = Admin {
         store: store.clone(),

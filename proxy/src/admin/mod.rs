@@ -1,9 +1,13 @@
 //! The proxy's own HTTP endpoints, served on the control thread (never on the workers):
-//! admin on 127.0.0.1:15000, health on 15021 (`/healthz/ready`), metrics on 15090
-//! (`/stats/prometheus`).
+//! admin on 127.0.0.1:15000, health on 15021 (`/healthz/ready` and the application's probes),
+//! metrics on 15090 (`/stats/prometheus`), merged with the application's on 15020.
+
+pub mod app;
 
 use std::convert::Infallible;
 use std::fmt::Write;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::store::Store;
+use app::App;
 
 /// What the admin endpoints can ask of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,21 @@ pub async fn serve<F>(listener: TcpListener, handler: F)
 where
     F: Fn(Request<Incoming>) -> Reply + Clone + Send + Sync + 'static,
 {
+    serve_async(listener, move |req| {
+        let reply = handler(req);
+        Box::pin(async move { reply }) as PendingReply
+    })
+    .await
+}
+
+/// A reply that needs I/O first (the application's probes and metrics).
+pub type PendingReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// [`serve`] for handlers that answer asynchronously.
+pub async fn serve_async<F>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> PendingReply + Clone + Send + Sync + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -83,8 +103,8 @@ where
         let h = handler.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let h = h.clone();
-                async move { Ok::<_, Infallible>(h(req)) }
+                let reply = h(req);
+                async move { Ok::<_, Infallible>(reply.await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -95,17 +115,65 @@ where
     }
 }
 
-/// `/healthz/ready` on the health port: 200 once a config is loaded and until a drain.
+/// The health port: `/healthz/ready`, 200 once a config is loaded and until a drain; and `/app-health/...`, the application's probes run by the proxy.
 pub fn health(
     store: Arc<Store>,
-) -> impl Fn(Request<Incoming>) -> Reply + Clone + Send + Sync + 'static {
-    move |req| match req.uri().path() {
-        "/healthz/ready" if store.is_ready() => text(StatusCode::OK, ""),
-        "/healthz/ready" if store.is_draining() => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-        }
-        "/healthz/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    app: Arc<App>,
+) -> impl Fn(Request<Incoming>) -> PendingReply + Clone + Send + Sync + 'static {
+    move |req| {
+        let path = req.uri().path().to_owned();
+        let (store, app) = (store.clone(), app.clone());
+        Box::pin(async move {
+            match path.as_str() {
+                "/healthz/ready" if store.is_ready() => text(StatusCode::OK, ""),
+                "/healthz/ready" if store.is_draining() => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                }
+                "/healthz/ready" => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n")
+                }
+                p if p.starts_with("/app-health/") => match app.probe(p).await {
+                    Some(answer) => text(answer.status, answer.body),
+                    None => text(StatusCode::NOT_FOUND, "no such application probe\n"),
+                },
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        })
+    }
+}
+
+/// The merged-metrics port: the proxy's metrics followed by the application's own, so that
+/// Prometheus scrapes an injected pod once (injection points its annotations here). When the
+/// application does not answer, the proxy's metrics are still served.
+pub fn merged_metrics(
+    store: Arc<Store>,
+    app: Arc<App>,
+) -> impl Fn(Request<Incoming>) -> PendingReply + Clone + Send + Sync + 'static {
+    move |req| {
+        let path = req.uri().path().to_owned();
+        let (store, app) = (store.clone(), app.clone());
+        Box::pin(async move {
+            if path != "/stats/prometheus" && path != "/metrics" {
+                return text(StatusCode::NOT_FOUND, "not found\n");
+            }
+            let mut body = store.metrics.render_prometheus().into_bytes();
+            match app.metrics().await {
+                Some(Ok(own)) => {
+                    if !body.ends_with(b"\n") && !body.is_empty() {
+                        body.push(b'\n');
+                    }
+                    body.extend_from_slice(&own);
+                }
+                Some(Err(e)) => tracing::warn!("the application's metrics were not merged: {e}"),
+                None => {}
+            }
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        })
     }
 }
 

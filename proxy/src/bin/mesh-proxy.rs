@@ -39,6 +39,10 @@ struct RunArgs {
     /// Prometheus endpoint (`/stats/prometheus`).
     #[arg(long, default_value = "0.0.0.0:15090")]
     metrics: std::net::SocketAddr,
+    /// The proxy's metrics merged with the application's (where injection points Prometheus).
+    /// Default: 0.0.0.0:15020 when following meshd (the injected sidecar), none with --config.
+    #[arg(long)]
+    merged_metrics: Option<std::net::SocketAddr>,
     /// Log filter (`info`, `debug`, `mesh_proxy=trace`); default: RUST_LOG, else `info`.
     #[arg(long)]
     log_level: Option<String>,
@@ -74,12 +78,17 @@ fn run_proxy(args: RunArgs) -> anyhow::Result<()> {
             ))
         }
     };
+    let merged_metrics = args.merged_metrics.or_else(|| {
+        matches!(source, mesh_proxy::run::ConfigSource::Meshd)
+            .then(|| std::net::SocketAddr::from(([0, 0, 0, 0], 15020)))
+    });
     mesh_proxy::run::run(mesh_proxy::run::Options {
         source,
         workers: args.workers,
         admin: args.admin,
         health: args.health,
         metrics: args.metrics,
+        merged_metrics,
         log_level,
         set_log_level,
     })
