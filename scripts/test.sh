@@ -59,6 +59,15 @@ cargo run --quiet --locked -p meshctl-crds --bin crdgen -- --check
 step "cargo test"
 cargo test --workspace --locked --exclude meshctl-e2e
 
+step "image archive writer (scripts/oci.py)"
+python3 scripts/test_oci.py
+
+# Opt-in: two full image builds take minutes (docs/images.md).
+if [ "${MESHCTL_CHECK_IMAGES:-0}" = 1 ]; then
+  step "images: reproducible"
+  scripts/images.sh --check-reproducible
+fi
+
 [ "$run_e2e" = 1 ] || exit 0
 
 step "e2e: cluster"
@@ -76,10 +85,17 @@ e2e/cluster.sh up >/dev/null
 MESHCTL_E2E_KUBECONFIG="$(e2e/cluster.sh kubeconfig)"
 export MESHCTL_E2E_KUBECONFIG
 
+step "e2e: images for the real node"
+# The real node's pods run the images built from this workspace, imported, never pulled.
+images_dir="${XDG_CACHE_HOME:-$HOME/.cache}/meshctl/images"
+scripts/images.sh --out "$images_dir"
+e2e/cluster.sh load-images "$images_dir"/{mesh-operator,meshd,mesh-proxy,mesh-sample}.tar
+
 step "e2e: tests"
-# The e2e tests run the real binaries: meshctl, and mesh-operator and meshd as local processes
-# (kwok only fakes the pods, so the in-cluster replicas never run), and mesh-proxy in network
-# namespaces standing in for the pods of the mesh test.
+# The e2e tests run the real binaries: meshctl; mesh-operator and meshd as local processes for
+# the tests on kwok's nodes (kwok only fakes the pods) and as pods on the real node
+# (`real_node.rs`); mesh-proxy in network namespaces standing in for the pods of the mesh test,
+# and as the sidecars and gateways of the real node.
 cargo build --locked -p meshctl -p meshctl-operator -p meshd -p mesh-proxy
 cargo test --locked -p meshctl-operator --features e2e --test controller_e2e
 cargo test --locked -p meshctl-e2e
