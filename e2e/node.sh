@@ -24,7 +24,7 @@ REAL_NODE_LABEL=meshctl.dev/node=real
 NODES_MODE=${MESHCTL_E2E_NODES:-kwok+real}
 
 COREDNS_VERSION=v1.12.4       # must match e2e/coredns/go.mod
-PAUSE_IMAGE=meshctl.dev/e2e/pause:3.10
+PAUSE_IMAGE=meshctl.dev/e2e/pause:3.10   # what scripts/images.sh --only pause names it
 COREDNS_IMAGE=meshctl.dev/e2e/coredns:${COREDNS_VERSION#v}
 NODE_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables)
 CNI_BIN_DIR=/usr/lib/cni
@@ -60,7 +60,7 @@ INFRA_IMAGES=$CACHE_ROOT/images-node
 
 node_images_stamp() {
   cat "$E2E_DIR/coredns/go.mod" "$E2E_DIR/coredns/go.sum" "$E2E_DIR/coredns/main.go" \
-    "$E2E_DIR/node/pause.c" "$E2E_DIR/../scripts/oci.py" | sha256sum | cut -c1-16
+    "$E2E_DIR/node/pause.c" "$E2E_DIR/../scripts/oci.py" "$E2E_DIR/../scripts/images.sh" | sha256sum | cut -c1-16
 }
 
 node_images_ok() {
@@ -74,23 +74,20 @@ node_build_images() {
     log "node images up to date in $INFRA_IMAGES"
     return 0
   fi
-  command -v gcc >/dev/null || die "gcc is needed to build the pause image (apt-get install gcc libc6-dev)"
   local tmp t=$SECONDS
   mkdir -p "$CACHE_ROOT"
   tmp=$(mktemp -d "$CACHE_ROOT/.node-images.XXXXXX")
-  log "building the node images: pause (gcc, static) and CoreDNS $COREDNS_VERSION (Go module)"
-  mkdir -p "$tmp/pause-root" "$tmp/coredns-root/etc/coredns"
-  gcc -static -Os -s -o "$tmp/pause-root/pause" "$E2E_DIR/node/pause.c" ||
-    { rm -rf "$tmp"; die "compiling e2e/node/pause.c failed (static glibc: apt-get install libc6-dev)"; }
+  log "building the node images: pause (scripts/images.sh) and CoreDNS $COREDNS_VERSION (Go module)"
+  mkdir -p "$tmp/coredns-root/etc/coredns"
+  "$E2E_DIR/../scripts/images.sh" --only pause --out "$tmp" >&2 ||
+    { rm -rf "$tmp"; die "building the pause image failed (above)"; }
   (cd "$E2E_DIR/coredns" && CGO_ENABLED=0 with_heartbeat "building coredns" \
     go build -mod=readonly -buildvcs=false -trimpath -ldflags "-s -w" -o "$tmp/coredns-root/coredns" .) ||
     { rm -rf "$tmp"; die "building CoreDNS from e2e/coredns failed (log above)"; }
-  python3 "$E2E_DIR/../scripts/oci.py" --rootfs "$tmp/pause-root" --ref "$PAUSE_IMAGE" \
-    --entrypoint /pause --user 65535:65535 --out "$tmp/pause.tar" >&2
   python3 "$E2E_DIR/../scripts/oci.py" --rootfs "$tmp/coredns-root" --ref "$COREDNS_IMAGE" \
     --entrypoint /coredns --cmd=-conf --cmd=/etc/coredns/Corefile --user 65532:65532 \
     --out "$tmp/coredns.tar" >&2
-  rm -rf "$tmp/pause-root" "$tmp/coredns-root"
+  rm -rf "$tmp/coredns-root"
   node_images_stamp >"$tmp/.stamp"
   rm -rf "$INFRA_IMAGES"
   mv "$tmp" "$INFRA_IMAGES"
