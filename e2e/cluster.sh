@@ -12,6 +12,7 @@
 #                                     (after APISERVER_DOWN_SECONDS, default 0)
 #   e2e/cluster.sh kubectl ARGS...  run the built kubectl against the cluster
 #   e2e/cluster.sh load-images ARCHIVE...  import image archives into the real node's containerd
+#   e2e/cluster.sh ctr ARGS...      run ctr against the real node's containerd (namespace k8s.io)
 #
 # See e2e/README.md for environment variables, ports and timings.
 set -euo pipefail
@@ -592,7 +593,7 @@ cmd_restart_apiserver() {
 
 # -------------------------------------------------------------------- main ---
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -604,6 +605,12 @@ main() {
     is_running containerd || die "the real node is not running; start the cluster with '$0 up'"
     import_images "$@"
     return 0
+  fi
+  if [[ $1 == ctr ]]; then
+    shift
+    is_running containerd || die "the real node is not running; start the cluster with '$0 up'"
+    ctr_ "$@"
+    return
   fi
   if [[ $1 == kubectl ]]; then
     shift

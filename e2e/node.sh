@@ -26,6 +26,10 @@ NODES_MODE=${MESHCTL_E2E_NODES:-kwok+real}
 COREDNS_VERSION=v1.12.4       # must match e2e/coredns/go.mod
 PAUSE_IMAGE=meshctl.dev/e2e/pause:3.10   # what scripts/images.sh --only pause names it
 COREDNS_IMAGE=meshctl.dev/e2e/coredns:${COREDNS_VERSION#v}
+# The demo profile's Prometheus, built here (the upstream image cannot be pulled here):
+# `meshctl install --set addons.prometheus.image=$PROMETHEUS_IMAGE`. Version: e2e/prometheus/go.mod
+# (module v0.305.0 is Prometheus 3.5.0, what the profile's upstream image runs).
+PROMETHEUS_IMAGE=meshctl.dev/e2e/prometheus:3.5.0
 NODE_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables)
 CNI_BIN_DIR=/usr/lib/cni
 
@@ -60,12 +64,13 @@ INFRA_IMAGES=$CACHE_ROOT/images-node
 
 node_images_stamp() {
   cat "$E2E_DIR/coredns/go.mod" "$E2E_DIR/coredns/go.sum" "$E2E_DIR/coredns/main.go" \
+    "$E2E_DIR/prometheus/go.mod" "$E2E_DIR/prometheus/go.sum" \
     "$E2E_DIR/node/pause.c" "$E2E_DIR/../scripts/oci.py" "$E2E_DIR/../scripts/images.sh" | sha256sum | cut -c1-16
 }
 
 node_images_ok() {
   [[ -f $INFRA_IMAGES/.stamp && "$(cat "$INFRA_IMAGES/.stamp")" == "$(node_images_stamp)" &&
-    -f $INFRA_IMAGES/pause.tar && -f $INFRA_IMAGES/coredns.tar ]]
+    -f $INFRA_IMAGES/pause.tar && -f $INFRA_IMAGES/coredns.tar && -f $INFRA_IMAGES/prometheus.tar ]]
 }
 
 # Builds the sandbox (pause) and CoreDNS images the node needs, once per change of their sources.
@@ -87,11 +92,30 @@ node_build_images() {
   python3 "$E2E_DIR/../scripts/oci.py" --rootfs "$tmp/coredns-root" --ref "$COREDNS_IMAGE" \
     --entrypoint /coredns --cmd=-conf --cmd=/etc/coredns/Corefile --user 65532:65532 \
     --out "$tmp/coredns.tar" >&2
+  build_prometheus_image "$tmp" ||
+    { rm -rf "$tmp"; die "building the Prometheus image from e2e/prometheus failed (above)"; }
   rm -rf "$tmp/coredns-root"
   node_images_stamp >"$tmp/.stamp"
   rm -rf "$INFRA_IMAGES"
   mv "$tmp" "$INFRA_IMAGES"
   log "node images ready in $((SECONDS - t))s"
+}
+
+# build_prometheus_image DIR: DIR/prometheus.tar, the Prometheus server built from its Go module
+# (e2e/prometheus) as user nobody. Debian's package cannot serve: it is built without the
+# Kubernetes service discovery that the demo profile's scrape configuration uses.
+build_prometheus_image() {
+  local dir=$1 root=$1/prometheus-root
+  mkdir -p "$root/bin" "$root/etc" "$root/prometheus"
+  (cd "$E2E_DIR/prometheus" && CGO_ENABLED=0 with_heartbeat "building prometheus" \
+    go build -mod=readonly -buildvcs=false -trimpath -ldflags "-s -w" -o "$root/bin/prometheus" \
+    github.com/prometheus/prometheus/cmd/prometheus) || return 1
+  printf 'root:x:0:0:root:/:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  chmod 0777 "$root/prometheus"
+  python3 "$E2E_DIR/../scripts/oci.py" --rootfs "$root" --ref "$PROMETHEUS_IMAGE" \
+    --entrypoint /bin/prometheus --user 65534:65534 --workdir /prometheus --out "$dir/prometheus.tar" >&2
+  rm -rf "$root"
 }
 
 # import_images ARCHIVE...: into the node's containerd, where the kubelet finds them (nothing is
@@ -298,7 +322,7 @@ node_up() {
 
   start_system containerd "$(command -v containerd)" --config "$NODE/containerd/config.toml" --log-level warn
   wait_until containerd "containerd's socket" node_probe containerd
-  import_images "$INFRA_IMAGES/pause.tar" "$INFRA_IMAGES/coredns.tar"
+  import_images "$INFRA_IMAGES/pause.tar" "$INFRA_IMAGES/coredns.tar" "$INFRA_IMAGES/prometheus.tar"
 
   start kubelet \
     --config="$NODE/kubelet/config.yaml" \

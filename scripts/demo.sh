@@ -38,11 +38,12 @@ cargo build --quiet --locked -p meshctl
 meshctl="$CARGO_TARGET_DIR/debug/meshctl"
 
 # Grafana, Kiali and Jaeger are published only as images on registries this machine cannot
-# reach; on a cluster with registry access the demo profile installs them as it is.
+# reach; on a cluster with registry access the demo profile installs them as it is. Prometheus
+# runs from the image e2e/cluster.sh builds from its Go module.
 step "meshctl install --profile demo (Grafana, Kiali and Jaeger left out: their images cannot be pulled here)"
 "$meshctl" install --profile demo -y \
   --set addons.grafana.enabled=false --set addons.kiali.enabled=false \
-  --set addons.jaeger.enabled=false --set addons.prometheus.enabled=false "$@"
+  --set addons.jaeger.enabled=false --set addons.prometheus.image=meshctl.dev/e2e/prometheus:3.5.0 "$@"
 
 step "the sample application in namespace $app_ns, injected by meshd's webhook"
 kubectl create namespace "$app_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
@@ -59,6 +60,7 @@ for _ in $(seq 30); do
 done
 [[ -n $answer ]] || { echo "error: http://$gateway_ip/productpage did not answer; see 'meshctl proxy-status'" >&2; exit 1; }
 printf '%s\n' "$answer" >&2
+productpage=$(kubectl get pods -n "$app_ns" -l app=productpage -o jsonpath='{.items[0].metadata.name}')
 
 cat >&2 <<EOF
 
@@ -66,7 +68,8 @@ The mesh is running on the local cluster's real node (ready in $((SECONDS - t0))
   export KUBECONFIG=$kubeconfig
   curl http://$gateway_ip/productpage              # the sample app through the ingress gateway
   $meshctl proxy-status                            # every proxy SYNCED
-  $meshctl proxy-config routes deploy/productpage-v1.$app_ns
+  $meshctl proxy-config routes $productpage.$app_ns
+  $meshctl dashboard prometheus                    # istio_requests_total from the sidecars
   e2e/cluster.sh kubectl get pods -A -o wide
   scripts/demo.sh down                             # stop it all, leave nothing behind
 EOF

@@ -24,6 +24,10 @@ const NODE: &str = "meshctl-e2e-node";
 /// selector (`istio: ingressgateway`) also picks the other tests' gateways and their Gateways'
 /// `*` routes would meet this one's.
 const HOST: &str = "sample.real-node.test";
+/// The demo profile's Prometheus, built by e2e/node.sh from its Go module.
+const PROMETHEUS_IMAGE: &str = "meshctl.dev/e2e/prometheus:3.5.0";
+/// The control plane's image under a second tag, for the rolling update.
+const NEXT_TAG: &str = "0.1.0-next";
 
 /// The pods of these namespaces go to the real node: a node selector and the toleration of its
 /// taint, added by the API server's PodNodeSelector and PodTolerationRestriction plugins.
@@ -198,7 +202,7 @@ fn the_mesh_runs_on_the_real_node() {
             "--set",
             "addons.jaeger.enabled=false",
             "--set",
-            "addons.prometheus.enabled=false",
+            &format!("addons.prometheus.image={PROMETHEUS_IMAGE}"),
             "--force",
             "-y",
             "--readiness-timeout",
@@ -216,6 +220,7 @@ fn the_mesh_runs_on_the_real_node() {
         "meshd",
         "mesh-ingressgateway",
         "mesh-egressgateway",
+        "prometheus",
     ] {
         let pod = control_plane
             .iter()
@@ -294,8 +299,8 @@ fn the_mesh_runs_on_the_real_node() {
     let seen = versions(&url, 60);
     assert_eq!(seen.len(), 3, "every version of reviews answers: {seen:?}");
 
-    // Every proxy (six app pods, two gateways) SYNCED, through the port-forward the real kubelet
-    // serves; proxy-config reads one proxy's routes the same way.
+    // Every proxy (five app pods, two gateways) SYNCED, through the port-forward the real kubelet
+    // serves; proxy-config reads what one proxy holds the same way.
     wait_for("every proxy SYNCED", Duration::from_secs(60), || {
         all_synced(&cluster, 7).then_some(())
     });
@@ -304,11 +309,12 @@ fn the_mesh_runs_on_the_real_node() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let routes = meshctl_ok(
-        &cluster,
-        &["proxy-config", "routes", &format!("{productpage}.{APP_NS}")],
+    let productpage = format!("{productpage}.{APP_NS}");
+    let clusters = meshctl_ok(&cluster, &["proxy-config", "clusters", &productpage]);
+    assert!(
+        clusters.contains(&format!("reviews.{APP_NS}.svc.cluster.local")),
+        "{clusters}"
     );
-    assert!(routes.contains("reviews"), "{routes}");
 
     // A weighted split between two subsets.
     apply(
@@ -335,12 +341,15 @@ spec:
     - {destination: {host: reviews, subset: v3}, weight: 20}
 "#,
     );
+    // In force once productpage's proxy holds the route (proxy-config reads it from the proxy).
     wait_for(
-        "the split to reach productpage's proxy",
+        "the split in productpage's proxy",
         Duration::from_secs(30),
         || {
-            let seen = versions(&url, 10);
-            (!seen.contains_key("v2")).then_some(())
+            let routes = cluster.meshctl(&["proxy-config", "routes", &productpage], "");
+            stdout(&routes)
+                .contains(&format!("{APP_NS}/reviews"))
+                .then_some(())
         },
     );
     let seen = versions(&url, 300);
@@ -410,4 +419,251 @@ spec:
         || all_synced(&cluster, 7).then_some(()),
     );
     load.finish("meshd's pod deleted");
+
+    // Prometheus scrapes the sidecars on their merged-metrics port, with Istio's metric names,
+    // once each: from productpage's side (reporter source) and from reviews' (reporter
+    // destination, with the caller's mTLS identity).
+    let prometheus_ip = cluster.kubectl_ok(&[
+        "get",
+        "service",
+        "prometheus",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let series = |reporter: &str| {
+        let query = format!(
+            "istio_requests_total{{reporter=\"{reporter}\",destination_workload=\"reviews-v1\",destination_workload_namespace=\"{APP_NS}\"}}"
+        );
+        let (code, body) = get(&format!(
+            "http://{prometheus_ip}:9090/api/v1/query?query={}",
+            query
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>()
+        ));
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        (code == 200 && !result.is_empty()).then_some(result)
+    };
+    let from_source = wait_for(
+        "reporter=source series in Prometheus",
+        Duration::from_secs(90),
+        || series("source"),
+    );
+    let from_destination = wait_for(
+        "reporter=destination series in Prometheus",
+        Duration::from_secs(90),
+        || series("destination"),
+    );
+    assert_eq!(from_source.len(), 1, "scraped once: {from_source:?}");
+    assert_eq!(
+        from_source[0]["metric"]["source_workload"], "productpage-v1",
+        "{from_source:?}"
+    );
+    assert_eq!(
+        from_destination.len(),
+        1,
+        "scraped once: {from_destination:?}"
+    );
+    let labels = &from_destination[0]["metric"];
+    assert_eq!(
+        labels["connection_security_policy"], "mutual_tls",
+        "{labels}"
+    );
+    assert_eq!(
+        labels["source_principal"],
+        format!("spiffe://cluster.local/ns/{APP_NS}/sa/sample-productpage"),
+        "{labels}"
+    );
+
+    // The sidecar's readiness gates the pod: a drained proxy answers 503 on /healthz/ready, the
+    // kubelet marks the pod not ready and its address leaves the Service while the rest serves.
+    let v2 = pods(&cluster, APP_NS, "app=reviews,version=v2").remove(0);
+    let v2_name = v2["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let v2_ip = v2["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let drained = in_pod_netns(
+        &v2_ip,
+        &[
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            "http://127.0.0.1:15000/drain_listeners",
+        ],
+    );
+    assert!(drained.status.success(), "{}", stderr(&drained));
+    // The injected readiness probe tolerates 30 failures 2 s apart (a slow first configuration),
+    // so the kubelet takes up to a minute to see it.
+    wait_for(
+        "the drained pod to turn not ready",
+        Duration::from_secs(90),
+        || {
+            let pod = cluster.get_json(&["pod", &v2_name, "-n", APP_NS]);
+            let proxy_ready = pod["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == "istio-proxy")
+                .map(|c| c["ready"] == true);
+            (!ready(&pod) && proxy_ready == Some(false)).then_some(())
+        },
+    );
+    wait_for(
+        "its address to leave the reviews Service",
+        Duration::from_secs(30),
+        || {
+            let out = cluster.kubectl_ok(&[
+                "get",
+                "endpoints",
+                "reviews",
+                "-n",
+                APP_NS,
+                "-o",
+                "jsonpath={.subsets[*].addresses[*].ip}",
+            ]);
+            (!out.split_whitespace().any(|ip| ip == v2_ip)).then_some(())
+        },
+    );
+    assert_eq!(get(&url).0, 200, "the other versions keep serving");
+    cluster.kubectl_ok(&["delete", "pod", &v2_name, "-n", APP_NS, "--wait=false"]);
+
+    let install = cluster.kubectl_ok(&[
+        "get",
+        "meshinstalls",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+
+    // The operator's pod deleted right after a change to the MeshInstall: its successor takes the
+    // leader Lease and converges on the change.
+    let operator = pods(&cluster, NS, "app.kubernetes.io/name=mesh-operator").remove(0);
+    let operator_name = operator["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    cluster.kubectl_ok(&[
+        "patch",
+        "meshinstall",
+        &install,
+        "-n",
+        NS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"meshConfig":{"accessLogEncoding":"JSON"}}}"#,
+    ]);
+    cluster.kubectl_ok(&["delete", "pod", &operator_name, "-n", NS, "--wait=false"]);
+    wait_for(
+        "the change applied by the new operator pod",
+        Duration::from_secs(120),
+        || {
+            let mesh = cluster.kubectl_ok(&[
+                "get",
+                "configmap",
+                &format!("mesh-{REVISION}"),
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.data.mesh}",
+            ]);
+            let phase = cluster.kubectl_ok(&[
+                "get",
+                "meshinstall",
+                &install,
+                "-n",
+                NS,
+                "-o",
+                "jsonpath={.status.phase}",
+            ]);
+            let successor = pods(&cluster, NS, "app.kubernetes.io/name=mesh-operator")
+                .into_iter()
+                .any(|p| ready(&p) && p["metadata"]["name"] != operator_name.as_str());
+            (mesh.contains("JSON") && phase == "Healthy" && successor).then_some(())
+        },
+    );
+
+    // A rolling update of the control plane to another image tag, under load: the sidecars keep
+    // serving and follow the new meshd.
+    let tagged = std::process::Command::new(repo_root().join("e2e/cluster.sh"))
+        .args([
+            "ctr",
+            "images",
+            "tag",
+            "--force",
+            "ghcr.io/meshctl/meshd:0.1.0",
+        ])
+        .arg(format!("ghcr.io/meshctl/meshd:{NEXT_TAG}"))
+        .output()
+        .expect("e2e/cluster.sh ctr");
+    assert!(tagged.status.success(), "{}", stderr(&tagged));
+    let load = Load::start(url.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kubectl_ok(&[
+        "patch",
+        "meshinstall",
+        &install,
+        "-n",
+        NS,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"spec":{{"components":{{"controlPlane":{{"tag":"{NEXT_TAG}"}}}}}}}}"#),
+    ]);
+    wait_for(
+        "meshd rolled to the new tag",
+        Duration::from_secs(180),
+        || {
+            let all = pods(&cluster, NS, "app=meshd");
+            let rolled = all.iter().all(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .is_some_and(|i| i.ends_with(NEXT_TAG))
+            });
+            (rolled && all.iter().any(ready)).then_some(())
+        },
+    );
+    wait_for(
+        "every proxy SYNCED with the updated meshd",
+        Duration::from_secs(90),
+        || all_synced(&cluster, 7).then_some(()),
+    );
+    load.finish("the control plane's rolling update");
+}
+
+/// Runs `cmd` in the network namespace of the pod at `ip` (the CNI plugin's `cni-…` namespace),
+/// where the sidecar's admin port listens on 127.0.0.1.
+fn in_pod_netns(ip: &str, cmd: &[&str]) -> std::process::Output {
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
+    let namespaces = String::from_utf8_lossy(&list.stdout).into_owned();
+    let ns = namespaces
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("cni-"))
+        .find(|n| {
+            let addrs = std::process::Command::new("ip")
+                .args(["-n", n, "-4", "-o", "addr"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            addrs.contains(&format!(" {ip}/"))
+        })
+        .unwrap_or_else(|| panic!("no pod network namespace holds {ip}"));
+    std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .output()
+        .expect("ip netns exec")
 }

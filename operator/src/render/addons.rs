@@ -184,6 +184,10 @@ fn prometheus_config(ctx: &Context) -> String {
                 "kubernetes_sd_configs": [{"role": "pod"}],
                 "relabel_configs": [
                     {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "action": "keep", "regex": ".*-envoy-prom"},
+                    // Pods that ask to be scraped (injected pods on the merged port 15020, gateways
+                    // on 15090) are kubernetes-pods' below; scraping them here too would count
+                    // every request twice.
+                    {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "drop", "regex": "true"},
                     {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
                     {"source_labels": ["__meta_kubernetes_namespace"], "action": "replace", "target_label": "namespace"},
                     {"source_labels": ["__meta_kubernetes_pod_name"], "action": "replace", "target_label": "pod"},
@@ -514,4 +518,41 @@ fn tracing_service(
         run_as_user: None,
     };
     workload::service(ctx, &w, "ClusterIP", ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_proxy_is_scraped_by_one_job() {
+        let install: mesh_crds::meshinstall::MeshInstall = serde_json::from_value(
+            json!({"metadata": {"name": "m", "namespace": "mesh"}, "spec": {}}),
+        )
+        .expect("a MeshInstall");
+        let config: serde_json::Value =
+            serde_yaml_ng::from_str(&prometheus_config(&Context::new(&install))).expect("YAML");
+        let jobs = config["scrape_configs"].as_array().expect("jobs");
+        let envoy = jobs
+            .iter()
+            .find(|j| j["job_name"] == "envoy-stats")
+            .expect("envoy-stats");
+        let pods = jobs
+            .iter()
+            .find(|j| j["job_name"] == "kubernetes-pods")
+            .expect("kubernetes-pods");
+        let annotation = "__meta_kubernetes_pod_annotation_prometheus_io_scrape";
+        let rule = |job: &serde_json::Value, action: &str| {
+            job["relabel_configs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r["source_labels"][0] == annotation
+                        && r["action"] == action
+                        && r["regex"] == "true"
+                })
+        };
+        assert!(rule(pods, "keep") && rule(envoy, "drop"), "{config}");
+    }
 }
