@@ -169,6 +169,21 @@ fn all_synced(cluster: &Cluster, proxies: usize) -> bool {
             .all(|r| r.contains("SYNCED") && !r.contains("STALE") && !r.contains("NOT SENT"))
 }
 
+/// Removes what the test installed when it fails half-way: an install left running would publish
+/// its trust bundle into the namespaces of the tests that run after this one. (A passing run
+/// uninstalls as part of the test.)
+struct RemoveOnFailure<'a>(&'a Cluster);
+
+impl Drop for RemoveOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.meshctl(&["uninstall", "-y", "-r", REVISION], "");
+            self.0.delete_namespace_and_wait(APP_NS, 120);
+            self.0.delete_namespace_and_wait(NS, 120);
+        }
+    }
+}
+
 fn meshd_pod(cluster: &Cluster) -> Option<Value> {
     pods(cluster, NS, "app=meshd").into_iter().find(ready)
 }
@@ -180,6 +195,8 @@ fn the_mesh_runs_on_the_real_node() {
     let _ = cluster.meshctl(&["uninstall", "-y", "-r", REVISION], "");
     cluster.delete_namespace_and_wait(APP_NS, 120);
     cluster.delete_namespace_and_wait(NS, 120);
+
+    let _remove_on_failure = RemoveOnFailure(&cluster);
 
     // The install, the way a user runs it, into namespaces bound to the real node.
     real_node_namespace(&cluster, NS, &[]);
@@ -551,17 +568,11 @@ spec:
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    cluster.kubectl_ok(&[
-        "patch",
-        "meshinstall",
+    patch_install(
+        &cluster,
         &install,
-        "-n",
-        NS,
-        "--type",
-        "merge",
-        "-p",
         r#"{"spec":{"meshConfig":{"accessLogEncoding":"JSON"}}}"#,
-    ]);
+    );
     cluster.kubectl_ok(&["delete", "pod", &operator_name, "-n", NS, "--wait=false"]);
     wait_for(
         "the change applied by the new operator pod",
@@ -608,17 +619,11 @@ spec:
     assert!(tagged.status.success(), "{}", stderr(&tagged));
     let load = Load::start(url.clone());
     std::thread::sleep(Duration::from_secs(2));
-    cluster.kubectl_ok(&[
-        "patch",
-        "meshinstall",
+    patch_install(
+        &cluster,
         &install,
-        "-n",
-        NS,
-        "--type",
-        "merge",
-        "-p",
         &format!(r#"{{"spec":{{"components":{{"controlPlane":{{"tag":"{NEXT_TAG}"}}}}}}}}"#),
-    ]);
+    );
     wait_for(
         "meshd rolled to the new tag",
         Duration::from_secs(180),
@@ -638,6 +643,59 @@ spec:
         || all_synced(&cluster, 7).then_some(()),
     );
     load.finish("the control plane's rolling update");
+
+    // An image the node cannot have shows in the MeshInstall's status with the reason. The
+    // registry name is one that never resolves (`.invalid`), so the pull fails here at once.
+    patch_install(
+        &cluster,
+        &install,
+        r#"{"spec":{"addons":{"grafana":{"enabled":true,"image":"registry.invalid/grafana:none"}}}}"#,
+    );
+    let message = wait_for(
+        "the pull failure in the status",
+        Duration::from_secs(120),
+        || {
+            let status = cluster.get_json(&["meshinstall", &install, "-n", NS]);
+            let grafana = &status["status"]["components"]["addon/grafana"];
+            let message = grafana["message"].as_str().unwrap_or_default().to_owned();
+            message.contains("image pull failure").then_some(message)
+        },
+    );
+    assert!(
+        message.contains("registry.invalid/grafana:none"),
+        "{message}"
+    );
+    patch_install(
+        &cluster,
+        &install,
+        r#"{"spec":{"addons":{"grafana":{"enabled":false}}}}"#,
+    );
+
+    // Uninstall through the operator's pod: its finalizer removes what it installed, then the
+    // operator goes too.
+    cluster.delete_namespace_and_wait(APP_NS, 120);
+    meshctl_ok(&cluster, &["uninstall", "-y", "-r", REVISION]);
+    wait_for("the mesh's pods to go", Duration::from_secs(120), || {
+        let left = cluster.get_json(&["pods", "-n", NS]);
+        let left = left["items"].as_array().map_or(0, Vec::len);
+        (left == 0).then_some(())
+    });
+    cluster.delete_namespace_and_wait(NS, 120);
+}
+
+/// A merge patch of the MeshInstall, as a user's `kubectl patch` would make it.
+fn patch_install(cluster: &Cluster, install: &str, patch: &str) {
+    cluster.kubectl_ok(&[
+        "patch",
+        "meshinstall",
+        install,
+        "-n",
+        NS,
+        "--type",
+        "merge",
+        "-p",
+        patch,
+    ]);
 }
 
 /// Runs `cmd` in the network namespace of the pod at `ip` (the CNI plugin's `cni-…` namespace),

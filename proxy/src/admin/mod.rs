@@ -67,7 +67,12 @@ fn json(body: String) -> Reply {
 }
 
 fn prometheus(store: &Store) -> Reply {
-    let mut r = text(StatusCode::OK, store.metrics.render_prometheus());
+    prometheus_text(store.metrics.render_prometheus())
+}
+
+/// Metrics in Prometheus's text format.
+fn prometheus_text(body: impl Into<Bytes>) -> Reply {
+    let mut r = text(StatusCode::OK, body);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -115,7 +120,8 @@ where
     }
 }
 
-/// The health port: `/healthz/ready`, 200 once a config is loaded and until a drain; and `/app-health/...`, the application's probes run by the proxy.
+/// The health port: `/healthz/ready`, 200 once a config is loaded and until a drain; and
+/// `/app-health/...`, the application's probes run by the proxy.
 pub fn health(
     store: Arc<Store>,
     app: Arc<App>,
@@ -167,12 +173,7 @@ pub fn merged_metrics(
                 Some(Err(e)) => tracing::warn!("the application's metrics were not merged: {e}"),
                 None => {}
             }
-            let mut r = text(StatusCode::OK, body);
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
+            prometheus_text(body)
         })
     }
 }
