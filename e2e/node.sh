@@ -343,8 +343,8 @@ node_up() {
   wait_until kubelet "cluster DNS (CoreDNS on $NODE_NAME)" dns_ready
 }
 
-# Stops the pods' containers, containerd, and undoes what the node changed on the host: mounts,
-# network namespaces, the bridge, iptables rules, sysctls.
+# Kills the pods' containers while containerd still answers; stop_all then stops the processes
+# and node_cleanup_host undoes what the node changed on the host.
 node_down() {
   [[ -d $NODE ]] || return 0
   if is_running containerd; then
@@ -353,7 +353,8 @@ node_down() {
   fi
 }
 
-# After every process is gone: what stays behind on the host once the processes are dead.
+# Once every process is gone: the mounts, network namespaces, bridge, iptables rules, sysctls
+# and cgroups the node left on the host.
 node_cleanup_host() {
   [[ -d $NODE ]] || return 0
   # containerd's shims outlive containerd; they are ours when they run under our state dir.
