@@ -162,6 +162,10 @@ subjectAltName=DNS:$NODE_NAME,IP:$NODE_IP"
 
 # --------------------------------------------------------------- network ---
 node_network() {
+  # The first `ip netns add` on a host makes /run/netns a mount point of its own. Done after
+  # containerd pinned a pod's network namespace there (the netns tests do it mid-run), that mount
+  # hides the pod's, and `down` can no longer delete it; done first, every later one lands inside.
+  ip netns add meshctl-e2e-init 2>/dev/null && ip netns del meshctl-e2e-init
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge || die "could not create the bridge $NODE_BRIDGE (needs root)"
   fi
